@@ -1,0 +1,11 @@
+"""vitkit: Vision Transformers (ViT, hybrid ViT, Swin) for PyTorch.
+
+    import vitkit
+    model = vitkit.create_model("vit_base_patch16_224", num_classes=10)
+    report = vitkit.load_weights(model, "ViT-B_16.npz")
+"""
+from .registry import create_model, list_models
+from .weights import load_weights
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "load_weights", "__version__"]

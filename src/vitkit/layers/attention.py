@@ -1,0 +1,76 @@
+"""Multi-head self-attention with fused qkv, through ``F.scaled_dot_product_attention``.
+
+The maps can be captured for analysis (attention rollout, mean attention distance) without
+switching the model to another implementation: when ``capture`` is set on a module, the same
+q, k, v and the same additive bias go through an explicit softmax instead of the fused kernel,
+and the probabilities are kept in ``attn_map``. Both paths share :func:`attention`, and a test
+proves they agree.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention on (B, heads, N, head_dim) tensors.
+
+    ``bias`` is added to the logits (relative position bias, shift masks); it broadcasts to
+    (B, heads, N, N). With ``need_weights`` the probabilities (B, heads, N, N) are returned too.
+    """
+    if not need_weights:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p), None
+    scale = q.shape[-1] ** -0.5
+    logits = (q * scale) @ k.transpose(-2, -1)  # (B, h, N, N)
+    if bias is not None:
+        logits = logits + bias
+    probs = logits.softmax(dim=-1)
+    dropped = F.dropout(probs, p=dropout_p) if dropout_p > 0 else probs
+    return dropped @ v, probs
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (paper ViT §3.1, Eq. 2) with one fused qkv projection."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        # Analysis hooks: set ``capture = True`` to keep the next forward's attention map.
+        self.capture = False
+        self.attn_map: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, hd)
+        out, probs = attention(
+            q, k, v, bias,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            need_weights=self.capture,
+        )
+        if self.capture:
+            self.attn_map = probs.detach()
+        out = out.transpose(1, 2).reshape(B, N, C)  # (B, N, C)
+        return self.proj_drop(self.proj(out))

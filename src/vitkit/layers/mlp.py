@@ -1,0 +1,27 @@
+"""The Transformer MLP: Linear → GELU → dropout → Linear → dropout."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def make_gelu(kind: str) -> nn.Module:
+    """``"gelu"`` is the exact erf form (PyTorch ports); ``"gelu_tanh"`` is Flax's default (official JAX)."""
+    if kind == "gelu":
+        return nn.GELU()
+    if kind == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
+    raise ValueError(f"act_layer={kind!r} is not supported; choose 'gelu' or 'gelu_tanh'")
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, act: str = "gelu", drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = make_gelu(act)
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))

@@ -1,0 +1,94 @@
+"""ResNet "BiT" stem for the hybrid ViT (ViT §3.1 "Hybrid Architecture"; Kolesnikov et al., BiT).
+
+Weight-standardised convolutions with GroupNorm(32), TensorFlow "SAME" padding (the official
+weights were trained with it), post-activation bottleneck units; R50 with stages (3, 4, 9) gives a
+stride-16 map of 1024 channels that the ViT reads as 1×1 patches.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def same_pad(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
+    """Pad like TensorFlow's "SAME": the output is ceil(size / stride), extra pixel bottom/right."""
+    H, W = x.shape[-2:]
+    ph = max((math.ceil(H / stride) - 1) * stride + kernel - H, 0)
+    pw = max((math.ceil(W / stride) - 1) * stride + kernel - W, 0)
+    if ph or pw:
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=value)
+    return x
+
+
+class StdConv2d(nn.Conv2d):
+    """Conv2d whose kernel is standardised per output channel (zero mean, unit variance) on use."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, eps: float = 1e-8) -> None:
+        super().__init__(in_chs, out_chs, kernel_size, stride=stride, padding=0, bias=False)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
+        w = (w - mean) / torch.sqrt(var + self.eps)
+        x = same_pad(x, self.kernel_size[0], self.stride[0])
+        return F.conv2d(x, w, None, self.stride)
+
+
+class Bottleneck(nn.Module):
+    """1×1 → 3×3 (strided) → 1×1, each GroupNorm'd; ReLU after the residual sum (post-activation)."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int) -> None:
+        super().__init__()
+        mid = out_chs // 4
+        self.downsample = None
+        if stride != 1 or in_chs != out_chs:
+            self.downsample = nn.Sequential()
+            self.downsample.add_module("conv", StdConv2d(in_chs, out_chs, 1, stride=stride))
+            self.downsample.add_module("norm", nn.GroupNorm(32, out_chs, eps=1e-5))
+        self.conv1 = StdConv2d(in_chs, mid, 1)
+        self.norm1 = nn.GroupNorm(32, mid, eps=1e-5)
+        self.conv2 = StdConv2d(mid, mid, 3, stride=stride)
+        self.norm2 = nn.GroupNorm(32, mid, eps=1e-5)
+        self.conv3 = StdConv2d(mid, out_chs, 1)
+        self.norm3 = nn.GroupNorm(32, out_chs, eps=1e-5)
+        nn.init.zeros_(self.norm3.weight)  # each unit starts as the identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        x = F.relu(self.norm1(self.conv1(x)))
+        x = F.relu(self.norm2(self.conv2(x)))
+        x = self.norm3(self.conv3(x))
+        return F.relu(x + shortcut)
+
+
+class ResNetStem(nn.Module):
+    """Root (7×7/2 conv → GN → ReLU → 3×3/2 max-pool) then bottleneck stages, widths 256·2^s."""
+
+    def __init__(self, in_chans: int = 3, depths: tuple[int, ...] = (3, 4, 9), width: int = 64) -> None:
+        super().__init__()
+        self.conv = StdConv2d(in_chans, width, 7, stride=2)
+        self.norm = nn.GroupNorm(32, width, eps=1e-5)
+        self.stages = nn.ModuleList()
+        in_chs = width
+        for s, depth in enumerate(depths):
+            out_chs = width * 4 * 2**s
+            blocks = [Bottleneck(in_chs if b == 0 else out_chs, out_chs, stride=(1 if s == 0 else 2) if b == 0 else 1)
+                      for b in range(depth)]
+            self.stages.append(nn.Sequential(*blocks))
+            in_chs = out_chs
+        self.out_channels = in_chs
+        self.stride = 4 * 2 ** (len(depths) - 1)
+        for m in self.modules():
+            if isinstance(m, StdConv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.norm(self.conv(x)))  # (B, 64, H/2, W/2)
+        x = F.max_pool2d(same_pad(x, 3, 2, value=float("-inf")), 3, 2)  # (B, 64, H/4, W/4)
+        for stage in self.stages:
+            x = stage(x)
+        return x  # (B, 1024, H/16, W/16) for depths (3, 4, 9)

@@ -1,0 +1,84 @@
+"""Model names → variant rows → builders.
+
+Each architecture file registers its variants as data (a table of rows) with :func:`register`;
+``create_model`` looks the name up, merges the row with the caller's overrides and builds.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    kwargs: dict[str, Any]
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    family: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, builder: Callable[..., nn.Module], kwargs: dict[str, Any],
+             pretrained_cfg: dict[str, Any] | None = None, family: str = "") -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} is registered twice")
+    _REGISTRY[name] = ModelEntry(name, builder, dict(kwargs), dict(pretrained_cfg or {}), family)
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (registers the architectures on import)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"swin_*"``), sorted."""
+    _ensure_loaded()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = fnmatch.filter(_REGISTRY, f"*{name.split('_')[0]}*")[:8] or list(_REGISTRY)[:8]
+        raise ValueError(
+            f"unknown model {name!r}. Similar names: {', '.join(sorted(close))}. "
+            "See vitkit.list_models() for all of them."
+        )
+    return _REGISTRY[name]
+
+
+def create_model(
+    name: str,
+    *,
+    pretrained: bool | str = False,
+    num_classes: int | None = None,
+    img_size: int | tuple[int, int] | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered model.
+
+    ``pretrained`` is ``False``, ``True`` (the default tag) or a tag name; the weights are fetched
+    (or found in the cache) and loaded with the head replaced when ``num_classes`` differs.
+    ``img_size`` and any constructor argument (``drop_path_rate=0.1``, ``window_size=12``, …)
+    override the variant's row.
+    """
+    entry = get_entry(name)
+    kwargs = dict(entry.kwargs)
+    kwargs.update(overrides)
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if pretrained:
+        from .weights.pretrained import build_pretrained
+
+        return build_pretrained(entry, kwargs, tag=pretrained)
+    model = entry.builder(**kwargs)
+    model.pretrained_cfg = dict(entry.pretrained_cfg, architecture=name)
+    model.model_name = name
+    return model
