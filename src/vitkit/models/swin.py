@@ -222,7 +222,8 @@ class SwinTransformer(nn.Module):
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()  # stochastic depth rises linearly
+        n_blocks = sum(depths)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]  # rises linearly
         dims = [embed_dim * 2**i for i in range(self.num_stages)]
         self.stages = nn.ModuleList()
         for s in range(self.num_stages):
