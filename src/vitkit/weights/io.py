@@ -1,0 +1,136 @@
+"""Reading checkpoint files of every supported kind, and writing vitkit's own (safetensors +
+metadata) and the official layouts (so other tools can read what vitkit trained)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .formats import get_format
+from .formats.table import from_vitkit
+
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict", "model_state", "module")
+
+
+def _as_tensor(v: Any) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(v)))
+
+
+def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint object: a state dict, or one nested under ``model`` (official
+    Swin), ``state_dict``, …; a ``module.`` prefix (DistributedDataParallel) is removed."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
+    for key in WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, (torch.Tensor, np.ndarray)) for v in inner.values()):
+            obj = inner
+            break
+    state = {str(k): _as_tensor(v) for k, v in obj.items() if isinstance(v, (torch.Tensor, np.ndarray))}
+    if not state:
+        raise ValueError(f"the checkpoint holds no tensors (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata (vitkit files; ``{}`` otherwise) of a ``.npz``, ``.safetensors`` or
+    torch file (``.pth``, ``.pt``, ``.bin``, ``.ckpt``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    name = path.name.lower()
+    if name.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            return {k: _as_tensor(z[k]) for k in z.files}, {}
+    if name.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled Python objects besides tensors: refuse, do not execute them
+        raise ValueError(
+            f"{path} is not a plain tensor checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "If you trust the file, load it with torch.load(path, weights_only=False) and pass the state "
+            "dict (or its 'model' entry) to vitkit.load_weights"
+        ) from e
+    return unwrap_state_dict(obj), {}
+
+
+def _atomic_target(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_vitkit(state: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, Any]) -> Path:
+    """Write vitkit safetensors: tensors plus ``format=vitkit`` and ``metadata`` (JSON-encoded
+    values), atomically (a temporary file renamed into place)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {"format": "vitkit"}
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+    tmp = _atomic_target(path)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def decode_metadata(meta: Mapping[str, str]) -> dict[str, Any]:
+    """JSON values of a vitkit file's metadata back to Python (strings stay strings)."""
+    out: dict[str, Any] = {}
+    for k, v in meta.items():
+        try:
+            out[k] = json.loads(v)
+        except (TypeError, ValueError):
+            out[k] = v
+    return out
+
+
+def save_official_vit_npz(model: nn.Module, path: str | Path) -> Path:
+    """Write a vitkit ViT (plain or hybrid) in Google's ``.npz`` layout (readable by the official JAX
+    code and by timm's npz loader)."""
+    fmt = get_format("official_vit_npz")
+    heads = model.blocks[0].attn.num_heads
+    arrays = from_vitkit(model.state_dict(), fmt.rules, {"num_heads": heads})
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: v.detach().float().cpu().numpy() for k, v in arrays.items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_official_swin_pth(model: nn.Module, path: str | Path) -> Path:
+    """Write a vitkit Swin in Microsoft's ``.pth`` layout (``{"model": state_dict}``, merging at the
+    end of stages 0–2, no buffers: readers recompute them)."""
+    fmt = get_format("official_swin_pth")
+    state = from_vitkit(model.state_dict(), fmt.rules)
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        torch.save({"model": {k: v.detach().cpu() for k, v in state.items()}}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
