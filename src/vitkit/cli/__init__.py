@@ -14,7 +14,7 @@ COMMANDS = (
     # "train",      # train, eval            (vitkit.cli.train)
     # "weights",    # convert, predict       (vitkit.cli.weights)
     # "bench",      # bench                  (vitkit.cli.bench)
-    # "analysis",   # fewshot, analyze       (vitkit.cli.analysis)
+    "analysis",     # fewshot, analyze       (vitkit.cli.analysis)
     # "dense",      # segmentation/detection (vitkit.cli.dense)
     "models",       # models                 (vitkit.cli.models)
 )

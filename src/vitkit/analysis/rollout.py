@@ -1,0 +1,114 @@
+"""Attention rollout (Abnar & Zuidema, ACL 2020), as used for the ViT paper's Fig. 6 (§4.5).
+
+Each layer's attention A (heads fused, by default averaged) is mixed with the identity to account
+for the residual connection and renormalised, Â = (A + I) / rowsum(A + I); the rollout is the
+product Â_L ··· Â_1, whose row i says how much output token i draws from each input token.
+
+For Swin the product runs over blocks at their own resolution: window maps are applied in place on
+the feature map (undoing the shift and padding), and patch merging maps a token to the mean of its
+2×2 children, so every row still sums to one and ends on the stage-0 patch grid.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .capture import AttentionLayer, WindowGeometry, apply_window_attention, capture_attention
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def fuse_heads(attn: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
+    """(…, heads, N, N) → (…, N, N): average (the paper), or max/min over heads."""
+    if head_fusion == "mean":
+        return attn.mean(dim=-3)
+    if head_fusion == "max":
+        return attn.amax(dim=-3)
+    if head_fusion == "min":
+        return attn.amin(dim=-3)
+    raise ValueError(f"head_fusion={head_fusion!r} is not supported; choose one of {HEAD_FUSIONS}")
+
+
+def rollout_step(rollout: torch.Tensor | None, attn: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
+    """One layer: (B, heads, N, N) probabilities and the rollout so far (B, N, N) or None → Â·R."""
+    a = fuse_heads(attn, head_fusion)  # (B, N, N)
+    a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)  # the residual path
+    a = a / a.sum(dim=-1, keepdim=True)
+    return a if rollout is None else a @ rollout
+
+
+def attention_rollout(maps: Sequence[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
+    """Rollout of a list of per-layer attention maps (B, heads, N, N), first layer first → (B, N, N)."""
+    if not maps:
+        raise ValueError("attention_rollout needs at least one attention map")
+    result = None
+    for attn in maps:
+        result = rollout_step(result, attn, head_fusion)
+    return result
+
+
+def merge_rollout(r: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Swin patch merging for a rollout map (B, H, W, K) → (B, ⌈H/2⌉, ⌈W/2⌉, K): each merged token
+    is the mean of its real 2×2 children (padding, on odd sizes, is not a child)."""
+    B, H, W, K = r.shape
+    if size != (-(-H // 2), -(-W // 2)):
+        raise ValueError(f"cannot merge a {H}x{W} map into {size[0]}x{size[1]}; Swin merging halves each side")
+    ones = r.new_ones(1, H, W, 1)
+    if H % 2 or W % 2:
+        r, ones = (F.pad(t, (0, 0, 0, W % 2, 0, H % 2)) for t in (r, ones))
+    H2, W2 = size
+    total = r.view(B, H2, 2, W2, 2, K).sum(dim=(2, 4))  # (B, H2, W2, K)
+    count = ones.view(1, H2, 2, W2, 2, 1).sum(dim=(2, 4))
+    return total / count
+
+
+def _window_step(r: torch.Tensor, attn: torch.Tensor, g: WindowGeometry, head_fusion: str) -> torch.Tensor:
+    """Â·R for a Swin block, R as a (B, H, W, K) map: (A·R + R) / (rowsum(A) + 1)."""
+    a = fuse_heads(attn, head_fusion)  # (B·nW, N, N)
+    rowsum = apply_window_attention(r.new_ones(r.shape[0], g.H, g.W, 1), a, g)  # (B, H, W, 1)
+    return (apply_window_attention(r, a, g) + r) / (rowsum + 1)
+
+
+@torch.no_grad()
+def rollout_map(model: nn.Module, images: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
+    """Rollout from the model's output representation to its input patches, (B, Gh, Gw).
+
+    ViT with a [class] token: the class token's row (the paper's Fig. 6); ViT with GAP and Swin:
+    the mean of the rows of the tokens that are pooled. Swin rows sum to one; ViT rows lose the
+    share left on the [class] token, which has no place in the image. Memory: one N×N rollout per image (ViT) or one (H·W)×(H0·W0) (Swin); no per-layer
+    maps are kept.
+    """
+    was_training = model.training
+    model.eval()
+    state: dict[str, torch.Tensor] = {}
+
+    def on_map(layer: AttentionLayer, attn: torch.Tensor, g: WindowGeometry | None) -> None:
+        attn = attn.float()
+        if g is None:  # ViT: (B, heads, N, N)
+            state["r"] = rollout_step(state.get("r"), attn, head_fusion)
+            return
+        r = state.get("r")
+        if r is None:  # identity on the stage-0 grid: (B, H, W, H·W)
+            B = attn.shape[0] // g.num_windows
+            r = torch.eye(g.H * g.W, device=attn.device).expand(B, -1, -1).reshape(B, g.H, g.W, g.H * g.W)
+            state["grid"] = torch.tensor([g.H, g.W])
+        elif r.shape[1:3] != (g.H, g.W):
+            r = merge_rollout(r, (g.H, g.W))
+        state["r"] = _window_step(r, attn, g, head_fusion)
+
+    try:
+        with capture_attention(model, "all", callback=on_map):
+            model(images)
+    finally:
+        model.train(was_training)
+    r = state["r"]
+    if "grid" in state:  # Swin: average-pooled last stage → (B, H0, W0)
+        H0, W0 = state["grid"].tolist()
+        return r.mean(dim=(1, 2)).view(-1, H0, W0)
+    p = model.num_prefix_tokens
+    Gh, Gw = images.shape[-2] // model.stride, images.shape[-1] // model.stride
+    rows = r[:, 0, p:] if model.global_pool == "token" else r[:, p:, p:].mean(dim=1)  # (B, Gh·Gw)
+    return rows.reshape(-1, Gh, Gw)
