@@ -12,7 +12,7 @@ import sys
 
 COMMANDS = (
     # "train",      # train, eval            (vitkit.cli.train)
-    # "weights",    # convert, predict       (vitkit.cli.weights)
+    "weights",      # convert, predict       (vitkit.cli.weights)
     # "bench",      # bench                  (vitkit.cli.bench)
     "analysis",     # fewshot, analyze       (vitkit.cli.analysis)
     # "dense",      # segmentation/detection (vitkit.cli.dense)

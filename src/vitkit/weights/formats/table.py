@@ -161,5 +161,5 @@ def wb(src: str, dst: str, weight: Transform = IDENTITY, bias: Transform = IDENT
        names: tuple[str, str] = ("weight", "bias")) -> list[Rule]:
     """Rows for a layer's weight and bias: ``src.weight → dst.weight``, ``src.bias → dst.bias``
     (``names`` gives the source's own words, e.g. ``("kernel", "bias")`` or ``("scale", "bias")``)."""
-    sep = "/" if "/" in src else "."
+    sep = "/" if "/" in src or names[0] in ("kernel", "scale") else "."  # Flax paths use "/"
     return [Rule(f"{src}{sep}{names[0]}", f"{dst}.weight", weight), Rule(f"{src}{sep}{names[1]}", f"{dst}.bias", bias)]
