@@ -188,6 +188,39 @@ def test_merge_rollout_averages_real_children_only():
     torch.testing.assert_close(m[0, 1, 1], bottom_right)
 
 
+def _merge_matrix(H: int, W: int) -> torch.Tensor:
+    """(⌈H/2⌉·⌈W/2⌉, H·W): a merged token is the mean of its real 2×2 children, by loops."""
+    H2, W2 = -(-H // 2), -(-W // 2)
+    m = torch.zeros(H2 * W2, H * W)
+    for i in range(H2):
+        for j in range(W2):
+            kids = [(r, c) for r in (2 * i, 2 * i + 1) for c in (2 * j, 2 * j + 1) if r < H and c < W]
+            for r, c in kids:
+                m[i * W2 + j, r * W + c] = 1 / len(kids)
+    return m
+
+
+def test_swin_rollout_equals_the_dense_product_over_blocks_and_merges():
+    """36×36 input: stage maps 18 (padded windows), 9 (odd: merging pads), 5 (padded and shifted),
+    3 (one window). The backward row-vector rollout must equal the dense forward product."""
+    model = _swin()
+    x = torch.randn(2, 3, 36, 36)
+    with torch.no_grad(), capture_attention(model, "all") as rec:
+        model(x)
+    r = None
+    for i in range(len(rec.layers)):
+        g = rec.geometry[i]
+        a = window_attention_to_full(rec.maps[i], g).mean(1)  # (B, HW, HW), heads averaged
+        a = a + torch.eye(g.H * g.W)
+        a = a / a.sum(-1, keepdim=True)
+        if r is not None and r.shape[1] != g.H * g.W:
+            prev = rec.geometry[i - 1]
+            r = _merge_matrix(prev.H, prev.W) @ r
+        r = a if r is None else a @ r
+    expected = r.mean(1).reshape(2, 18, 18)
+    torch.testing.assert_close(rollout_map(model, x), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_rollout_maps_are_distributions_over_patches():
     swin = rollout_map(_swin(), torch.randn(2, 3, 36, 36))
     assert swin.shape == (2, 18, 18)

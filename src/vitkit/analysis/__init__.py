@@ -18,11 +18,11 @@ from .capture import (
 )
 from .distance import attention_distance, mean_attention_distance, patch_distances
 from .embeddings import patch_embedding_components, position_embedding_similarity
-from .rollout import attention_rollout, merge_rollout, rollout_map, rollout_step
+from .rollout import attention_rollout, fuse_heads, merge_rollout, rollout_map, rollout_step, swin_rollout
 
 __all__ = [
     "AttentionLayer", "AttentionRecorder", "WindowGeometry", "apply_window_attention", "attention_layers",
     "capture_attention", "window_attention_to_full", "window_token_coords", "attention_distance",
     "mean_attention_distance", "patch_distances", "patch_embedding_components", "position_embedding_similarity",
-    "attention_rollout", "merge_rollout", "rollout_map", "rollout_step",
+    "attention_rollout", "fuse_heads", "merge_rollout", "rollout_map", "rollout_step", "swin_rollout",
 ]

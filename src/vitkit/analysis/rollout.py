@@ -6,7 +6,8 @@ product Â_L ··· Â_1, whose row i says how much output token i draws from ea
 
 For Swin the product runs over blocks at their own resolution: window maps are applied in place on
 the feature map (undoing the shift and padding), and patch merging maps a token to the mean of its
-2×2 children, so every row still sums to one and ends on the stage-0 patch grid.
+2×2 children (:func:`merge_rollout`), so every row still sums to one and ends on the stage-0 patch
+grid. :func:`swin_rollout` evaluates the pooled output's row from the output backwards.
 """
 from __future__ import annotations
 
@@ -65,11 +66,34 @@ def merge_rollout(r: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return total / count
 
 
-def _window_step(r: torch.Tensor, attn: torch.Tensor, g: WindowGeometry, head_fusion: str) -> torch.Tensor:
-    """Â·R for a Swin block, R as a (B, H, W, K) map: (A·R + R) / (rowsum(A) + 1)."""
-    a = fuse_heads(attn, head_fusion)  # (B·nW, N, N)
-    rowsum = apply_window_attention(r.new_ones(r.shape[0], g.H, g.W, 1), a, g)  # (B, H, W, 1)
-    return (apply_window_attention(r, a, g) + r) / (rowsum + 1)
+def _split_rollout(v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Transpose of :func:`merge_rollout` on a weight map (B, H2, W2, 1) → (B, H, W, 1): each
+    child receives its parent's weight divided by the parent's number of real children."""
+    H, W = size
+    ones = F.pad(v.new_ones(1, H, W, 1), (0, 0, 0, W % 2, 0, H % 2))
+    count = ones.view(1, v.shape[1], 2, v.shape[2], 2, 1).sum(dim=(2, 4))  # (1, H2, W2, 1)
+    share = (v / count).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    return share[:, :H, :W]
+
+
+def swin_rollout(maps: Sequence[torch.Tensor], geometry: Sequence[WindowGeometry]) -> torch.Tensor:
+    """Rollout of a Swin model from its average-pooled output to its stage-0 patches, (B, H0, W0).
+
+    ``maps``: each block's window maps with heads fused, (B·nW, N, N), first block first, and the
+    blocks' :class:`WindowGeometry`. Equal to the mean row of Â_L·M·…·Â_1 (M: patch merging), but
+    computed from the output backwards as a row vector, so memory is one feature map per image
+    rather than an (H·W)×(H0·W0) matrix.
+    """
+    last = geometry[-1]
+    B = maps[-1].shape[0] // last.num_windows
+    v = maps[-1].new_full((B, last.H, last.W, 1), 1.0 / (last.H * last.W))  # the average pool
+    for a, g in zip(reversed(maps), reversed(geometry)):
+        if v.shape[1:3] != (g.H, g.W):
+            v = _split_rollout(v, (g.H, g.W))
+        rowsum = apply_window_attention(v.new_ones(B, g.H, g.W, 1), a, g)
+        u = v / (rowsum + 1)  # vᵀ(A + I)/(rowsum + 1) = uᵀA + uᵀ
+        v = apply_window_attention(u, a.transpose(-1, -2), g) + u
+    return v[..., 0]
 
 
 @torch.no_grad()
@@ -77,37 +101,31 @@ def rollout_map(model: nn.Module, images: torch.Tensor, head_fusion: str = "mean
     """Rollout from the model's output representation to its input patches, (B, Gh, Gw).
 
     ViT with a [class] token: the class token's row (the paper's Fig. 6); ViT with GAP and Swin:
-    the mean of the rows of the tokens that are pooled. Swin rows sum to one; ViT rows lose the
-    share left on the [class] token, which has no place in the image. Memory: one N×N rollout per image (ViT) or one (H·W)×(H0·W0) (Swin); no per-layer
-    maps are kept.
+    the mean of the rows of the tokens that are pooled. Swin maps sum to one; ViT maps lose the
+    share left on the [class] token, which has no place in the image. Memory: one N×N rollout
+    per image (ViT); the heads-fused window maps of every block plus one feature map (Swin).
     """
     was_training = model.training
     model.eval()
     state: dict[str, torch.Tensor] = {}
+    swin_maps: list[torch.Tensor] = []
+    swin_geometry: list[WindowGeometry] = []
 
     def on_map(layer: AttentionLayer, attn: torch.Tensor, g: WindowGeometry | None) -> None:
-        attn = attn.float()
-        if g is None:  # ViT: (B, heads, N, N)
-            state["r"] = rollout_step(state.get("r"), attn, head_fusion)
-            return
-        r = state.get("r")
-        if r is None:  # identity on the stage-0 grid: (B, H, W, H·W)
-            B = attn.shape[0] // g.num_windows
-            r = torch.eye(g.H * g.W, device=attn.device).expand(B, -1, -1).reshape(B, g.H, g.W, g.H * g.W)
-            state["grid"] = torch.tensor([g.H, g.W])
-        elif r.shape[1:3] != (g.H, g.W):
-            r = merge_rollout(r, (g.H, g.W))
-        state["r"] = _window_step(r, attn, g, head_fusion)
+        if g is None:  # ViT: (B, heads, N, N), rolled forward as it comes
+            state["r"] = rollout_step(state.get("r"), attn.float(), head_fusion)
+        else:  # Swin: keep the fused (B·nW, N, N) maps, rolled back from the output at the end
+            swin_maps.append(fuse_heads(attn.float(), head_fusion))
+            swin_geometry.append(g)
 
     try:
         with capture_attention(model, "all", callback=on_map):
             model(images)
     finally:
         model.train(was_training)
+    if swin_maps:
+        return swin_rollout(swin_maps, swin_geometry)
     r = state["r"]
-    if "grid" in state:  # Swin: average-pooled last stage → (B, H0, W0)
-        H0, W0 = state["grid"].tolist()
-        return r.mean(dim=(1, 2)).view(-1, H0, W0)
     p = model.num_prefix_tokens
     Gh, Gw = images.shape[-2] // model.stride, images.shape[-1] // model.stride
     rows = r[:, 0, p:] if model.global_pool == "token" else r[:, p:, p:].mean(dim=1)  # (B, Gh·Gw)
