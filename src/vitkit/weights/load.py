@@ -86,6 +86,7 @@ def load_weights(
     report = LoadReport(format=f.name, metadata=dict(metadata))
     report.dropped += [f"{k} ({why})" for k, why in conv.dropped.items()]
     state = conv.state
+    as_converted = dict(state)  # before the head is taken out: describes the file in errors
     target = model.state_dict()
     fitted: dict[str, torch.Tensor] = {}
     where = f"checkpoint (detected format: {f.name})"
@@ -150,7 +151,7 @@ def load_weights(
     report.missing = [k for k in target if k not in fitted and k not in skip]
 
     if report.mismatched and strict:
-        info = infer_architecture(state)
+        info = infer_architecture(as_converted)
         fits = candidate_models(info)
         hint = f" (e.g. {', '.join(fits[:3])})" if fits else ""
         name = getattr(model, "model_name", type(model).__name__)
