@@ -17,6 +17,7 @@ weights load into the inner model with :meth:`DenseBackbone.load_classification_
 """
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -70,24 +71,24 @@ class DenseBackbone(nn.Module):
         are skipped on purpose; with ``strict`` anything else missing or unexpected raises."""
         from ..weights import load_weights
 
-        if isinstance(source, (str, Path)) and str(source).endswith((".pt", ".pth")):
-            source = _unwrap_checkpoint(torch.load(source, map_location="cpu", weights_only=True))
-        report = load_weights(self.body, source, strict=False)
+        quiet = logging.getLogger(load_weights.__module__)
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # its non-strict warning lists the keys dropped on purpose here
+        try:
+            report = load_weights(self.body, source, strict=False)
+        finally:
+            quiet.setLevel(level)
         unexpected = [k for k in report.unexpected if not k.startswith(self.dropped_prefixes)]
-        if strict and (report.missing or unexpected):
+        mismatched = list(getattr(report, "mismatched", []))
+        if strict and (report.missing or unexpected or mismatched):
             raise ValueError(
-                f"classification weights do not fit the backbone: missing {report.missing[:8]} "
-                f"(of {len(report.missing)}), unexpected {unexpected[:8]} (of {len(unexpected)}). "
-                "Check the model name and its overrides match the checkpoint, or pass strict=False"
+                f"classification weights do not fit the backbone {getattr(self, 'model_name', '')}: "
+                f"{len(mismatched)} of other shape {mismatched[:3]}, {len(report.missing)} missing "
+                f"{report.missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}. Build the backbone "
+                "with the model name and overrides the checkpoint was trained with, or pass strict=False"
             )
+        report.unexpected = unexpected
         return report
-
-
-def _unwrap_checkpoint(obj: Any) -> Mapping[str, Any]:
-    """Training checkpoints and official Swin files keep the weights under ``model``."""
-    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]
-    return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
 class SwinBackbone(DenseBackbone):

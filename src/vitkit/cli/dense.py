@@ -1,0 +1,182 @@
+"""``vitkit segment …`` and ``vitkit detect …``: train, evaluate and predict with Swin/ViT backbones.
+
+    vitkit segment train --recipe upernet_camvid_cpu data=../shared/data/camvid/camvid-trainval.tar
+    vitkit segment eval --checkpoint runs/camvid/checkpoint-best.pt --mode slide
+    vitkit segment predict img.jpg --checkpoint runs/camvid/checkpoint-best.pt --out preds/
+    vitkit detect train --recipe mask_rcnn_coco8_smoke data=../shared/data/coco8/coco8-seg
+    torchrun --nproc_per_node=2 --no-python vitkit segment train …   (DDP, gloo on CPU)
+
+Any recipe field can be overridden as ``field=value`` (``vitkit segment recipes`` lists recipes).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def _train_args(p: argparse.ArgumentParser, default_recipe: str, length: str) -> None:
+    p.add_argument("--recipe", default=default_recipe, help=f"named recipe (default {default_recipe})")
+    p.add_argument("--model", help="backbone model name (swin_* or vit_*)")
+    p.add_argument("--data", help="data folder or archive")
+    p.add_argument(f"--{length}", type=int, help=f"training length in {length}")
+    p.add_argument("--batch-size", type=int, help="global batch size (split over torchrun processes)")
+    p.add_argument("--weights", help="classification checkpoint for the backbone")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.pt")
+    p.add_argument("overrides", nargs="*", metavar="field=value", help="any recipe field, e.g. lr=1e-4 crop_size=256,256")
+
+
+def _recipe(args: argparse.Namespace, table: dict, length: str):
+    from ..dense.recipes import apply_overrides, get_recipe
+
+    r = get_recipe(args.recipe, table)
+    flags = dict(model=args.model, data=args.data, batch_size=args.batch_size, weights=args.weights, out=args.out)
+    flags[length] = getattr(args, length)
+    r = dataclasses.replace(r, **{k: v for k, v in flags.items() if v is not None})
+    return apply_overrides(r, args.overrides)
+
+
+def _list(table: dict) -> int:
+    for name, fn in table.items():
+        print(f"{name:32s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    seg = sub.add_parser("segment", help="semantic segmentation (UperNet on a Swin/ViT backbone)")
+    ss = seg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = ss.add_parser("train", help="train a segmenter; writes a run folder")
+    _train_args(p, "upernet_camvid_cpu", "iters")
+    p.set_defaults(func=segment_train)
+    p = ss.add_parser("eval", help="mIoU / pixel accuracy of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="data (default: the training run's)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the recipe's)")
+    p.add_argument("--crop", type=_ints, help="sliding window H,W")
+    p.add_argument("--stride", type=_ints, help="sliding stride H,W")
+    p.add_argument("--scales", type=_floats, default=(1.0,), help="multi-scale testing, e.g. 0.75,1,1.25")
+    p.add_argument("--flip", action="store_true", help="average with the mirrored image")
+    p.add_argument("--json", help="also write the scores to this file")
+    p.set_defaults(func=segment_eval)
+    p = ss.add_parser("predict", help="colour-coded prediction overlays for images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--labels", nargs="*", help="label PNGs (same order) to show the ground truth beside")
+    p.add_argument("--mode", choices=("whole", "slide"), default="whole")
+    p.add_argument("--out", default="predictions")
+    p.set_defaults(func=segment_predict)
+    p = ss.add_parser("recipes", help="list the segmentation recipes")
+    p.set_defaults(func=lambda a: _list(__import__("vitkit.dense.recipes", fromlist=["x"]).SEG_RECIPES))
+
+    det = sub.add_parser("detect", help="object detection / instance segmentation (Mask/Faster R-CNN + FPN)")
+    ds = det.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = ds.add_parser("train", help="train a detector; writes a run folder")
+    _train_args(p, "mask_rcnn_coco8_smoke", "epochs")
+    p.set_defaults(func=detect_train)
+    p = ds.add_parser("eval", help="COCO box (and mask) AP of a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="data (default: the training run's)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--json", help="also write the scores to this file")
+    p.set_defaults(func=detect_eval)
+    p = ds.add_parser("predict", help="box/mask overlays for images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--score-thresh", type=float, default=0.5)
+    p.add_argument("--out", default="predictions")
+    p.set_defaults(func=detect_predict)
+    p = ds.add_parser("recipes", help="list the detection recipes")
+    p.set_defaults(func=lambda a: _list(__import__("vitkit.dense.recipes", fromlist=["x"]).DET_RECIPES))
+
+
+def segment_train(args: argparse.Namespace) -> int:
+    from ..dense.recipes import SEG_RECIPES
+    from ..dense.train_seg import train
+
+    r = _recipe(args, SEG_RECIPES, "iters")
+    scores = train(r, resume=args.resume)
+    if scores:
+        logging.getLogger("vitkit.dense").info("final: mIoU %.4f  aAcc %.4f  (run folder %s)",
+                                               scores["mIoU"], scores["aAcc"], r.out)
+    return 0
+
+
+def segment_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..dense.seg_data import EvalTransform, open_segmentation
+    from ..dense.train_seg import evaluate, load_checkpoint
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, r, meta = load_checkpoint(args.checkpoint, device)
+    cfg = model.pretrained_cfg
+    tf = EvalTransform(r.base_size if r.test_resize else None, cfg.get("mean", (0.485, 0.456, 0.406)),
+                       cfg.get("std", (0.229, 0.224, 0.225)))
+    ds = open_segmentation(args.data or r.data, args.split, fmt=r.data_format, num_classes=meta["num_classes"],
+                           transform=tf)
+    s = evaluate(model, ds, meta["num_classes"], device=device, mode=args.mode or r.eval_mode,
+                 crop=args.crop or r.eval_crop, stride=args.stride or r.eval_stride, scales=args.scales,
+                 flip=args.flip)
+    print(f"{args.split}: mIoU {s['mIoU']:.4f}  aAcc {s['aAcc']:.4f}  mAcc {s['mAcc']:.4f}  ({len(ds)} images)")
+    for name, iou in zip(meta["class_names"], s["iou"]):
+        print(f"  {name:16s} IoU {iou:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(s, indent=2) + "\n")
+    return 0
+
+
+def segment_predict(args: argparse.Namespace) -> int:
+    from ..dense.train_seg import predict
+
+    if args.labels and len(args.labels) != len(args.images):
+        raise ValueError(f"--labels gives {len(args.labels)} files for {len(args.images)} images")
+    for path in predict(args.checkpoint, args.images, args.out, mode=args.mode, labels=args.labels):
+        print(path)
+    return 0
+
+
+def detect_train(args: argparse.Namespace) -> int:
+    from ..dense.recipes import DET_RECIPES
+    from ..dense.train_det import train
+
+    r = _recipe(args, DET_RECIPES, "epochs")
+    train(r, resume=args.resume)
+    return 0
+
+
+def detect_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..dense.det_data import detection_transform, open_detection
+    from ..dense.train_det import evaluate, load_checkpoint
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, r, meta = load_checkpoint(args.checkpoint, device)
+    ds = open_detection(args.data or r.data, args.split, fmt=r.data_format, masks=meta["masks"],
+                        transforms=detection_transform(False))
+    res = evaluate(model, ds, meta["num_classes"], device=device, masks=meta["masks"], class_names=meta["class_names"])
+    for kind, stats in res.items():
+        print(f"{args.split} {kind}: " + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def detect_predict(args: argparse.Namespace) -> int:
+    from ..dense.train_det import predict
+
+    for path in predict(args.checkpoint, args.images, args.out, score_thresh=args.score_thresh):
+        print(path)
+    return 0

@@ -1,0 +1,202 @@
+"""Object detection / instance segmentation: the training loop (epoch based, the 1×/3× schedules),
+COCO box/mask AP evaluation, and prediction overlays. Runs under ``torchrun`` like classification
+(DDP; predictions from every process are gathered before COCOeval)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .coco_eval import CocoEvaluator
+from .det_data import collate_detection, detection_transform, open_detection
+from .detection import build_detector
+from .recipes import DetRecipe
+from .runtime import (Dist, RunFolder, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
+                      teardown, unwrap, warmup_steps)
+
+log = logging.getLogger("vitkit.dense")
+
+
+def build_model(r: DetRecipe, num_classes: int, with_weights: bool = True) -> nn.Module:
+    return build_detector(
+        r.model, num_classes, kind=r.kind, out_channels=r.fpn_channels, min_size=r.min_size, max_size=r.max_size,
+        box_head_dim=r.box_head_dim, mask_head_dim=r.mask_head_dim,
+        weights=(r.weights or None) if with_weights else None, backbone_kwargs=r.backbone_kwargs,
+        detector_kwargs=dict(box_score_thresh=r.score_thresh, box_detections_per_img=r.detections_per_img),
+        **r.model_kwargs)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: Dist | None = None,
+             masks: bool = True, class_names: Sequence[str] | None = None, workers: int = 0,
+             amp: bool = False) -> dict[str, dict[str, float]]:
+    """COCO AP of ``model`` on ``dataset`` (targets at the original image size): ``{"bbox": {...},
+    "segm": {...}}`` (segm when ``masks``)."""
+    d = d or Dist(device=device)
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    ev = CocoEvaluator(num_classes, ("bbox", "segm") if masks else ("bbox",), class_names)
+    loader = DataLoader(dataset, batch_size=1, sampler=ShardSampler(len(dataset), d.rank, d.world),
+                        num_workers=workers, collate_fn=collate_detection)
+    for images, targets in loader:
+        with autocast(device, amp):
+            preds = model([im.to(device) for im in images])
+        for im, t, p in zip(images, targets, preds):
+            ev.add(t["image_id"], t, {k: v.float().cpu() for k, v in p.items()}, im.shape[-2:])
+    model.train(was_training)
+    return ev.compute()
+
+
+def _flat(prefix: str, res: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {f"{prefix}_{t}_{k}": v for t, stats in res.items() for k, v in stats.items() if k in ("AP", "AP50", "AP75")}
+
+
+def train(r: DetRecipe, resume: bool = False) -> dict[str, Any]:
+    """Train per ``r``; returns the last evaluation's AP. Writes the run folder ``r.out``."""
+    d = setup(r.seed, r.threads)
+    try:
+        return _train(r, resume, d)
+    finally:
+        teardown()
+
+
+def _train(r: DetRecipe, resume: bool, d: Dist) -> dict[str, Any]:
+    if not r.data:
+        raise ValueError("no data: pass data=PATH (a COCO folder with annotations/, or a YOLO images/labels folder)")
+    if r.kind not in ("mask_rcnn", "faster_rcnn"):
+        raise ValueError(f"kind={r.kind!r} is not supported; choose mask_rcnn or faster_rcnn")
+    want_masks = None if r.kind == "mask_rcnn" else False
+    train_ds = open_detection(r.data, "train", fmt=r.data_format, masks=want_masks,
+                              transforms=detection_transform(True, r.hflip))
+    if r.kind == "mask_rcnn" and not train_ds.masks:
+        raise ValueError(f"kind=mask_rcnn needs instance masks (polygons or RLE) but {r.data} has boxes only; "
+                         "use kind=faster_rcnn")
+    masks = r.kind == "mask_rcnn"
+    val_ds = open_detection(r.data, "val", fmt=r.data_format, masks=masks, transforms=detection_transform(False))
+    model = build_model(r, train_ds.num_classes).to(d.device)
+    if r.grad_checkpointing:
+        model.backbone.body.set_grad_checkpointing(True)
+    sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=r.seed)
+    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world), sampler=sampler,
+                        num_workers=r.workers, collate_fn=collate_detection, persistent_workers=r.workers > 0)
+    ipe = len(loader)
+    opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_steps([e * ipe for e in r.lr_steps], r.lr_gamma, r.warmup_iters, r.warmup_ratio))
+    run = RunFolder(r.out, d.main)
+    start_epoch, best, it = 0, -1.0, 0
+    last = run.dir / "checkpoint-last.pt"
+    if resume and last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best, it = state["epoch"], state["best"], state["iter"]
+        log.info("resumed from %s after epoch %d", last, start_epoch)
+    if d.world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    run.write_config(r)
+    if d.main:
+        n_params = sum(p.numel() for p in unwrap(model).parameters())
+        log.info("detection: %s + FPN + %s, %.2f M parameters, %d classes, %d train / %d val images, "
+                 "%d processes on %s", r.model, r.kind, n_params / 1e6, train_ds.num_classes, len(train_ds),
+                 len(val_ds), d.world, d.device)
+    model.train()
+    curve: list[tuple[int, float]] = []
+    result: dict[str, Any] = {}
+    t0 = time.time()
+    for epoch in range(start_epoch, r.epochs):
+        sampler.set_epoch(epoch)
+        parts: dict[str, list[float]] = {}
+        for images, targets in loader:
+            images = [im.to(d.device, non_blocking=True) for im in images]
+            targets = [{k: (v.to(d.device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()} for t in targets]
+            with autocast(d.device, r.amp):
+                loss_dict = model(images, targets)
+            loss = sum(v.float() for v in loss_dict.values())
+            check_finite(loss, it)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if r.clip_grad > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
+            opt.step()
+            sched.step()
+            it += 1
+            parts.setdefault("loss", []).append(loss.item())
+            for k, v in loss_dict.items():
+                parts.setdefault(k, []).append(v.item())
+            if d.main and it % r.log_interval == 0:
+                curve.append((it, float(np.mean(parts["loss"][-r.log_interval:]))))
+                log.info("epoch %d iter %d  loss %.4f  lr %.2e  %.1f s", epoch + 1, it, curve[-1][1],
+                         opt.param_groups[0]["lr"], time.time() - t0)
+        done = epoch + 1
+        if done % r.eval_interval == 0 or done == r.epochs:
+            res = evaluate(model, val_ds, train_ds.num_classes, device=d.device, d=d, masks=masks,
+                           class_names=train_ds.class_names, amp=r.amp)
+            row: dict[str, Any] = dict(epoch=done, iter=it, train_loss=float(np.mean(parts["loss"])),
+                                       **{f"train_{k}": float(np.mean(v)) for k, v in parts.items() if k != "loss"},
+                                       **_flat("val", res), lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
+            if r.eval_on_train:
+                tr = open_detection(r.data, "train", fmt=r.data_format, masks=masks,
+                                    transforms=detection_transform(False))
+                row.update(_flat("train", evaluate(model, tr, train_ds.num_classes, device=d.device, d=d,
+                                                   masks=masks, class_names=train_ds.class_names, amp=r.amp)))
+            run.log_metrics(row)
+            if d.main:
+                log.info("eval @ epoch %d: %s", done, "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                                 if "_AP" in k))
+            ap = res["bbox"]["AP"]
+            state = dict(task="detection", model=unwrap(model).state_dict(), optimizer=opt.state_dict(),
+                         scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
+                         recipe=dataclasses.asdict(r), num_classes=train_ds.num_classes,
+                         class_names=list(train_ds.class_names), masks=masks)
+            run.save("checkpoint-last.pt", state)
+            if ap > best:
+                best = ap
+                run.save("checkpoint-best.pt", state)
+            run.plot(("val_bbox_AP", "val_bbox_AP50", "train_bbox_AP"), curve)
+            result = row
+    return result
+
+
+# ------------------------------------------------------------------------------ from a checkpoint
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, DetRecipe, dict[str, Any]]:
+    """Rebuild the detector a training run saved; returns (model in eval mode, recipe, metadata)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("task") != "detection":
+        raise ValueError(f"{path} is not a detection checkpoint (task={state.get('task')!r})")
+    fields = {f.name for f in dataclasses.fields(DetRecipe)}
+    r = DetRecipe(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["recipe"].items() if k in fields})
+    model = build_model(r, state["num_classes"], with_weights=False)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), r, state
+
+
+def predict(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str | Path, *,
+            score_thresh: float = 0.5, targets: Sequence[dict[str, Any] | None] | None = None) -> list[Path]:
+    """Write ``<stem>_det.png`` overlays (predicted boxes/masks ≥ ``score_thresh`` [| ground truth])."""
+    from .det_data import _read_rgb
+    from .visualize import save_detection_figure
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, _, meta = load_checkpoint(checkpoint, device)
+    out_dir = Path(out_dir)
+    written = []
+    for i, path in enumerate(images):
+        img = _read_rgb(Path(path))
+        with torch.no_grad():
+            pred = model([img.float().div(255).to(device)])[0]
+        pred = {k: v.cpu() for k, v in pred.items()}
+        dest = out_dir / f"{Path(path).stem}_det.png"
+        save_detection_figure(dest, img, pred, meta["class_names"], score_thresh,
+                              targets[i] if targets else None)
+        written.append(dest)
+    return written
