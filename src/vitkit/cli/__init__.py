@@ -15,7 +15,7 @@ COMMANDS = (
     "weights",      # convert, predict       (vitkit.cli.weights)
     # "bench",      # bench                  (vitkit.cli.bench)
     "analysis",     # fewshot, analyze       (vitkit.cli.analysis)
-    # "dense",      # segmentation/detection (vitkit.cli.dense)
+    "dense",        # segment, detect        (vitkit.cli.dense)
     "models",       # models                 (vitkit.cli.models)
 )
 
