@@ -16,7 +16,8 @@ log = logging.getLogger("vitkit.analysis")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="registered model name (see 'vitkit models')")
+    p.add_argument("--model", help="registered model name (see 'vitkit models'); may be left out when "
+                   "--weights is a vitkit training checkpoint, which names its model")
     p.add_argument("--weights", help="weights file (vitkit checkpoint, timm, official .npz/.pth); "
                    "default: the model's random initialisation")
     p.add_argument("--num-classes", type=int, help="classes of the weights' head, when it differs from the "
@@ -62,6 +63,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _build_model(args: argparse.Namespace) -> torch.nn.Module:
     from .. import create_model, load_weights
 
+    if args.model is None:
+        if not args.weights:
+            raise ValueError("give --model NAME (and optionally --weights PATH), or --weights CHECKPOINT from vitkit train")
+        from ..evaluate import model_from_checkpoint
+
+        if args.img_size is not None or args.num_classes is not None:
+            raise ValueError("--img-size/--num-classes need --model; a training checkpoint fixes its own model")
+        model, ckpt = model_from_checkpoint(args.weights)
+        args.model = ckpt["model_name"]
+        log.info("loaded %s (%s) from the training checkpoint %s", args.model, ckpt.get("model_kwargs", {}), args.weights)
+        return model.to(args.device).eval()
     kwargs = {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
