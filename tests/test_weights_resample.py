@@ -104,6 +104,16 @@ def test_swin_window_7_to_12_loads_and_runs_at_384():
         assert torch.equal(a, b)
 
 
+def test_small_stage_table_is_embedded_exactly():
+    from vitkit.layers.window import relative_position_index
+    from vitkit.weights.resample import embed_bias_table
+
+    small = torch.randn(9, 2)  # offsets of a 2×2 window
+    big = embed_bias_table(small, 4)
+    assert big.shape == (49, 2) and torch.count_nonzero(big.abs().sum(1)) == 9
+    assert torch.equal(big[relative_position_index(2, 2, 4).view(-1)], small[relative_position_index(2, 2, 2).view(-1)])
+
+
 def test_constant_bias_table_stays_constant():
     src = vitkit.create_model("swin_micro_patch2_window4_32")
     with torch.no_grad():

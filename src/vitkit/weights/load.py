@@ -19,7 +19,7 @@ from torch import nn
 from .formats import detect_format, get_format
 from .inspect import candidate_models, describe, infer_architecture
 from .io import read_checkpoint, unwrap_state_dict
-from .resample import resample_bias_table, resample_grid_embed, resample_pos_embed, square_grid
+from .resample import embed_bias_table, resample_bias_table, resample_grid_embed, resample_pos_embed, square_grid
 
 log = logging.getLogger(__name__)
 HEAD = ("head.weight", "head.bias")
@@ -58,6 +58,21 @@ def read_source(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch
     if isinstance(source, (str, Path)):
         return read_checkpoint(source)
     return unwrap_state_dict(source), {}
+
+
+def _stage_window(model: nn.Module, key: str, window: int) -> int:
+    """The attention window that stage ``stages.{s}`` of a Swin uses at the model's own input size
+    (smaller than ``window`` when the stage's map is; Swin §3.2)."""
+    import math
+    import re
+
+    m = re.match(r"stages\.(\d+)\.", key)
+    if m is None or not hasattr(model, "img_size"):
+        return window
+    h, w = (math.ceil(n / model.patch_size) for n in model.img_size)
+    for _ in range(int(m.group(1))):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return min(window, h, w)
 
 
 def _first(names: list[str], n: int = 5) -> str:
@@ -139,7 +154,13 @@ def load_weights(
             fitted[k] = resample_pos_embed(v, tuple(model.grid_size), old, prefix, interpolation)
         elif k.endswith("relative_position_bias_table") and v.shape[1] == want[1]:
             window = model.get_submodule(k.rsplit(".", 1)[0]).window_size
-            fitted[k] = resample_bias_table(v, window)
+            side = int(round(v.shape[0] ** 0.5))
+            if side == 2 * _stage_window(model, k, window) - 1 < 2 * window - 1:
+                fitted[k] = embed_bias_table(v, window)  # a stage smaller than the window: exact
+                report.notes.append(f"{k}: the file's table covers the stage's {(side + 1) // 2}-wide window; "
+                                    "placed at the centre of the model's table")
+            else:
+                fitted[k] = resample_bias_table(v, window)
         elif k == "absolute_pos_embed" and v.shape[-1] == want[-1]:
             fitted[k] = resample_grid_embed(v, tuple(want[1:3]))
         else:

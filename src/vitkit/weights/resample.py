@@ -65,3 +65,19 @@ def resample_grid_embed(embed: torch.Tensor, new_grid: tuple[int, int]) -> torch
 def resample_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
     """((2M−1)², heads) → ((2·window−1)², heads), bicubic on the offset grid (Swin §4.1)."""
     return resample_relative_bias_table(table, window)
+
+
+def embed_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
+    """((2m−1)², heads) → ((2·window−1)², heads) with the small table at the centre (zeros around).
+
+    Exact, not an interpolation, for a stage whose map is smaller than the window: such a stage
+    attends within one m×m window (m = its side), so only offsets |dy|, |dx| < m are ever read.
+    Peers that shrink the table of such a stage (timm) store just those offsets."""
+    side, heads = int(round(table.shape[0] ** 0.5)), table.shape[1]
+    new_side = 2 * window - 1
+    if side * side != table.shape[0] or side > new_side:
+        raise ValueError(f"cannot embed a {table.shape[0]}-row bias table into a window of {window}")
+    out = table.new_zeros(new_side, new_side, heads)
+    lo = window - 1 - (side - 1) // 2
+    out[lo:lo + side, lo:lo + side] = table.reshape(side, side, heads)
+    return out.reshape(new_side * new_side, heads)
