@@ -193,13 +193,34 @@ def open_segmentation(data: str | Path, split: str, *, fmt: str = "auto", num_cl
 
 
 # ----------------------------------------------------------------------------- transforms
+class RandomScale(v2.Transform):
+    """Resize (aspect kept) so the image fits in ``base_size`` (H, W) times r, r uniform in
+    ``ratio_range`` — mmseg's ``Resize(img_scale, ratio_range)``. Labels use nearest neighbours.
+    (``v2.ScaleJitter`` reads its target as (W, H), hence this explicit version.)"""
+
+    def __init__(self, base_size: Sequence[int], ratio_range: Sequence[float] = (0.5, 2.0)) -> None:
+        super().__init__()
+        self.base_size = (int(base_size[0]), int(base_size[1]))
+        self.ratio_range = (float(ratio_range[0]), float(ratio_range[1]))
+
+    def make_params(self, flat_inputs: list) -> dict:
+        H, W = v2.query_size(flat_inputs)
+        lo, hi = self.ratio_range
+        r = lo + float(torch.rand(())) * (hi - lo)
+        s = min(self.base_size[0] / H, self.base_size[1] / W) * r
+        return dict(size=[max(1, round(H * s)), max(1, round(W * s))])
+
+    def transform(self, inpt, params: dict):
+        return self._call_kernel(v2.functional.resize, inpt, size=params["size"], antialias=True)
+
+
 def train_transform(crop: Sequence[int], base_size: Sequence[int], scale_range: Sequence[float] = (0.5, 2.0),
                     hflip: float = 0.5, photometric: bool = True, mean: Sequence[float] = (0.485, 0.456, 0.406),
                     std: Sequence[float] = (0.229, 0.224, 0.225)) -> v2.Compose:
     """Random scale (fit into ``base_size`` × r, r ∈ ``scale_range``, aspect kept), random crop
     (padded with 0 / ignore when smaller), horizontal flip, photometric distortion (brightness,
     contrast, saturation, hue, each with probability ½), normalisation — the UperNet recipe."""
-    ops = [v2.ScaleJitter(tuple(base_size), tuple(scale_range), antialias=True),
+    ops = [RandomScale(base_size, scale_range),
            v2.RandomCrop(tuple(crop), pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE}),
            v2.RandomHorizontalFlip(hflip)]
     if photometric:

@@ -19,8 +19,9 @@ from .backbone import DenseBackbone, create_backbone
 def _norm(kind: str, ch: int) -> nn.Module:
     if kind == "bn":
         return nn.BatchNorm2d(ch)
-    if kind == "gn":
-        return nn.GroupNorm(min(32, ch), ch)
+    if kind == "gn":  # ≤ 32 groups of ≥ 2 channels, so a 1×1 pooled map still has a variance
+        groups = max(g for g in range(1, min(32, max(ch // 2, 1)) + 1) if ch % g == 0)
+        return nn.GroupNorm(groups, ch)
     raise ValueError(f"norm={kind!r} is not supported; choose 'bn' (the paper's, SyncBN under DDP "
                      "on GPU) or 'gn' (independent of the batch size)")
 
