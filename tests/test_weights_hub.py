@@ -92,7 +92,7 @@ def test_offline_error_says_what_to_fetch_and_where(tmp_path, monkeypatch):
 
 
 def test_unreachable_server_error_names_the_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"put it in {tmp_path}"):
+    with pytest.raises(FileNotFoundError, match=f"save it as {tmp_path / 'x.npz'}"):
         hub.download("http://127.0.0.1:9/x.npz", cache=tmp_path, timeout=2)
 
 

@@ -90,7 +90,7 @@ def download(
     if is_offline(offline):
         raise FileNotFoundError(
             f"weights file {name!r} is not in the cache and offline mode is on (VITKIT_OFFLINE or offline=True). "
-            f"Fetch {url} and put it in {folder}/ (or set VITKIT_CACHE to a folder that holds weights/{name})"
+            f"Fetch {url} and save it as {path} (or set VITKIT_CACHE to a folder that holds weights/{name})"
         )
     folder.mkdir(parents=True, exist_ok=True)
     part = path.with_name(name + ".part")
@@ -98,7 +98,7 @@ def download(
         _fetch(url, part, name, progress, timeout)
     except (urllib.error.URLError, OSError) as e:
         raise FileNotFoundError(
-            f"could not download {name!r} from {url} ({e}). Fetch it by hand and put it in {folder}/; "
+            f"could not download {name!r} from {url} ({e}). Fetch it by hand and save it as {path}; "
             f"the partial download {part.name} is kept and resumed next time"
         ) from e
     if sha256 and sha256_of(part) != sha256:

@@ -43,9 +43,12 @@ class PretrainedTag:
 
     @property
     def filename(self) -> str:
-        """Cache file name: the URL's path below the bucket, made flat (names repeat across folders)."""
-        path = self.url.split(VIT_NPZ, 1)[-1] if self.url.startswith(VIT_NPZ) else self.url.rsplit("/", 1)[-1]
-        return path.replace("%2B", "+").replace("/", "_")
+        """Cache file name: the URL's own name; the original ViT files repeat names across the
+        bucket's folders (``imagenet21k/ViT-B_16.npz``, ``imagenet21k+imagenet2012/ViT-B_16.npz``),
+        so those keep their folder as a prefix."""
+        path = self.url.rsplit("/", 2) if self.url.startswith(VIT_NPZ) else ["", "", self.url.rsplit("/", 1)[-1]]
+        name = path[-1] if path[-2] in ("", "augreg") else f"{path[-2]}_{path[-1]}"
+        return name.replace("%2B", "+")
 
     @property
     def name(self) -> str:
