@@ -11,7 +11,7 @@ import logging
 import sys
 
 COMMANDS = (
-    # "train",      # train, eval            (vitkit.cli.train)
+    "train",        # train, eval            (vitkit.cli.train)
     "weights",      # convert, predict       (vitkit.cli.weights)
     # "bench",      # bench                  (vitkit.cli.bench)
     "analysis",     # fewshot, analyze       (vitkit.cli.analysis)

@@ -1,0 +1,189 @@
+"""The training configuration: one typed dataclass, overridable field by field from text.
+
+Recipes (:mod:`vitkit.train.recipes`) are subclasses that change the defaults. The command line
+passes ``field=value`` pairs, which :func:`apply_overrides` converts with the field's type and
+checks; :meth:`TrainConfig.validate` rejects values outside their range with a message naming the
+field, the value and what would be valid.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+AUGMENT_PRESETS = ("imagenet", "cifar", "digits", "resize")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run. Zero/empty values mean "take it from the model or the data"."""
+
+    # model
+    model: str = "vit_micro_patch4_28"
+    pretrained: str = ""          # "" (from scratch), "true" (the default tag) or a tag name
+    weights: str = ""             # a weights file to start from (any format vitkit.load_weights reads)
+    img_size: int = 0             # 0: the model's native size
+    num_classes: int = 0          # 0: the number of classes in the data
+    drop_path: float = 0.0        # stochastic depth at the last block, rising linearly (Swin §A2)
+    dropout: float = 0.0
+    zero_init_head: bool = False  # replace the head by a zero-initialised one (ViT §3.2 fine-tuning)
+    grad_checkpointing: bool = False
+    # data
+    data: str = "mnist"           # mnist | cifar10 | cifar100 | a folder | an archive
+    data_root: str = ""           # where named sets live ("" → $VITKIT_DATA or ~/.cache/vitkit/data)
+    data_download: bool = False   # let torchvision download CIFAR when it is not found
+    val_fraction: float = 0.0     # >0: carve validation out of train (evenly within each class)
+    num_workers: int = 2
+    augment: str = "imagenet"     # train preset: imagenet | cifar | digits | resize
+    scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range (imagenet preset)
+    hflip: float = 0.5
+    randaugment: int = 0          # RandAugment magnitude (0 = off)
+    randaugment_ops: int = 2
+    random_erasing: float = 0.0
+    mixup: float = 0.0            # Mixup α (0 = off)
+    cutmix: float = 0.0           # CutMix α (0 = off)
+    mixup_prob: float = 1.0
+    label_smoothing: float = 0.0
+    crop_pct: float = 0.0         # eval centre crop (0: the model's)
+    interpolation: str = ""       # "" → the model's
+    # optimisation
+    epochs: int = 10
+    max_steps: int = 0            # >0: stop after this many optimiser steps (the schedule's length)
+    batch_size: int = 128         # global batch per optimiser step (all ranks × accumulation)
+    accum_steps: int = 1          # micro-batches accumulated per optimiser step
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    lr_base_batch: int = 0        # >0: lr is given per this many images and scaled linearly to batch_size
+    momentum: float = 0.9         # SGD
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.05    # not applied to norms, biases, position embeddings, bias tables
+    layer_decay: float = 1.0      # layer-wise LR decay (<1: earlier blocks learn slower; 1 = off)
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_steps: int = 0         # >0 overrides warmup_epochs
+    warmup_lr: float = 0.0        # LR at step 0 of the warm-up
+    min_lr: float = 0.0           # LR at the end of the decay
+    clip_grad: float = 0.0        # max global gradient norm (0 = no clipping)
+    ema_decay: float = 0.0        # exponential moving average of the weights (0 = off)
+    # runtime
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"       # auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere
+    channels_last: bool = False
+    compile: bool = False
+    eval_every: int = 1           # epochs between evaluations (the last epoch is always evaluated)
+    checkpoint_every: int = 0     # >0: also write checkpoint-last.pt every this many steps
+    progress: bool = True
+    threads: int = 0              # >0: torch CPU threads (0 = torch's default)
+
+    # ----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown} in the saved config")
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in d.items()})
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first field whose value cannot work."""
+        def need(ok: bool, field: str, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"{field}={getattr(self, field)!r}: {msg}")
+
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"choose one of {OPTIMIZERS}")
+        need(self.schedule in SCHEDULES, "schedule", f"choose one of {SCHEDULES}")
+        need(self.precision in PRECISIONS, "precision", f"choose one of {PRECISIONS}")
+        need(self.device in DEVICES or self.device.startswith("cuda:"), "device", f"choose one of {DEVICES}")
+        need(self.augment in AUGMENT_PRESETS, "augment", f"choose one of {AUGMENT_PRESETS}")
+        need(self.interpolation in ("", "bilinear", "bicubic", "nearest"), "interpolation",
+             "choose bilinear, bicubic or nearest")
+        need(self.epochs >= 1, "epochs", "must be at least 1")
+        need(self.max_steps >= 0, "max_steps", "must be 0 (use epochs) or positive")
+        need(self.batch_size >= 1, "batch_size", "must be at least 1")
+        need(self.accum_steps >= 1, "accum_steps", "must be at least 1")
+        need(self.batch_size % self.accum_steps == 0, "batch_size",
+             f"must be divisible by accum_steps={self.accum_steps}")
+        need(self.lr > 0, "lr", "must be positive, e.g. 1e-3")
+        need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(0 < self.layer_decay <= 1, "layer_decay", "must be in (0, 1]; 1 turns it off, 0.65-0.75 is usual")
+        need(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1); 0 turns EMA off, 0.9999 is the paper's")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+        need(0 <= self.random_erasing <= 1, "random_erasing", "is a probability in [0, 1]")
+        need(0 <= self.mixup_prob <= 1, "mixup_prob", "is a probability in [0, 1]")
+        need(0 <= self.hflip <= 1, "hflip", "is a probability in [0, 1]")
+        need(0 <= self.drop_path < 1, "drop_path", "must be in [0, 1)")
+        need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        need(0 <= self.val_fraction < 1, "val_fraction", "must be in [0, 1), e.g. 0.1")
+        need(0 <= self.crop_pct <= 1, "crop_pct", "must be in (0, 1], or 0 for the model's")
+        need(0 < self.scale[0] <= self.scale[1] <= 1, "scale", "must be (min, max) with 0 < min <= max <= 1")
+        need(self.clip_grad >= 0, "clip_grad", "must be >= 0 (0 = no clipping)")
+        need(self.warmup_epochs >= 0 and self.warmup_steps >= 0, "warmup_epochs", "warm-up must be >= 0")
+        need(self.num_workers >= 0, "num_workers", "must be >= 0")
+        need(self.threads >= 0, "threads", "must be >= 0 (0 = torch's default)")
+        need(self.randaugment >= 0, "randaugment", "is a magnitude >= 0 (0 = off, 9 is usual)")
+        need(self.eval_every >= 1, "eval_every", "must be at least 1")
+        need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = end of each epoch only)")
+        need(self.mixup >= 0 and self.cutmix >= 0, "mixup", "Mixup and CutMix α must be >= 0")
+        need(self.img_size >= 0 and self.num_classes >= 0, "img_size", "must be >= 0 (0 = the model's)")
+        return self
+
+
+def _convert(text: str, tp: Any, name: str) -> Any:
+    """Text → value of type ``tp`` (int, float, bool, str, tuple[float, ...])."""
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}={text!r}: expected a boolean (true/false)")
+    if typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        parts = [p for p in text.replace("(", "").replace(")", "").split(",") if p.strip()]
+        if len(parts) != len(args):
+            raise ValueError(f"{name}={text!r}: expected {len(args)} comma-separated numbers, e.g. "
+                             f"{name}={','.join(['0.9'] * len(args))}")
+        return tuple(_convert(p, a, name) for p, a in zip(parts, args))
+    if tp in (int, float):
+        try:
+            return tp(text)
+        except ValueError:
+            kind = "an integer" if tp is int else "a number"
+            raise ValueError(f"{name}={text!r}: expected {kind}") from None
+    return text
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any] | list[str]) -> TrainConfig:
+    """Return a copy of ``cfg`` with ``overrides`` applied: ``["lr=3e-4", "betas=0.9,0.95"]`` or a dict
+    (values already typed or text). Unknown fields name the closest valid ones."""
+    items: dict[str, Any] = {}
+    if isinstance(overrides, dict):
+        items = dict(overrides)
+    else:
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not of the form field=value (e.g. lr=3e-4)")
+            k, v = item.split("=", 1)
+            items[k.strip()] = v
+    hints = typing.get_type_hints(type(cfg))
+    names = [f.name for f in fields(cfg)]
+    values = {}
+    for k, v in items.items():
+        if k not in hints or k not in names:
+            close = difflib.get_close_matches(k, names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; valid fields: {', '.join(names)}"
+            raise ValueError(f"unknown config field {k!r}{hint}")
+        values[k] = _convert(v, hints[k], k) if isinstance(v, str) else v
+    return dataclasses.replace(cfg, **values).validate()

@@ -1,0 +1,441 @@
+"""The training loop, in one file: setup → epochs of steps → evaluate → checkpoint, resumable exactly.
+
+    from vitkit.train import get_recipe, train
+    result = train(get_recipe("mnist_demo"), "runs/demo")
+
+Read top to bottom: `Trainer.__init__` builds data, model, optimiser, schedule and (on ``resume``)
+restores every piece of state; `fit` runs the epochs; `_micro_step` is one forward/backward;
+`_optimizer_step` clips, steps, schedules and updates the EMA; `_end_epoch` evaluates and writes the
+run folder. Only rank 0 writes files. What is optimised and measured comes from a task
+(:class:`~vitkit.train.tasks.ClassificationTask` by default), so other tasks reuse the loop.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from .. import __version__
+from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_transform, resolve_data, train_transform
+from ..registry import create_model, get_entry
+from . import distributed as D
+from .checkpoint import get_rng_state, load_checkpoint, save_atomic, set_rng_state
+from .config import TrainConfig
+from .ema import ModelEma
+from .optim import WarmupDecay, build_optimizer, param_groups
+from .progress import ProgressBar, epoch_summary, plot_curves
+from .tasks import ClassificationTask, Task
+
+log = logging.getLogger("vitkit.train")
+
+
+class TrainingError(RuntimeError):
+    """A run stopped for a reason the user can act on; the message says what to change."""
+
+
+class NonFiniteLossError(TrainingError):
+    pass
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    metrics: list[dict[str, Any]]
+    best_metric: float | None
+    global_step: int
+    model: nn.Module = field(repr=False)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The model named by ``cfg.model`` with the run's overrides; returns it and those overrides
+    (saved in checkpoints so that ``vitkit eval`` can rebuild it)."""
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if cfg.img_size:
+        kwargs["img_size"] = cfg.img_size
+    if cfg.drop_path:
+        kwargs["drop_path_rate"] = cfg.drop_path
+    if cfg.dropout:
+        kwargs["drop_rate"] = cfg.dropout
+    pretrained: bool | str = {"": False, "true": True, "false": False}.get(cfg.pretrained.lower(), cfg.pretrained)
+    model = create_model(cfg.model, pretrained=pretrained, **kwargs)
+    if cfg.weights:
+        from ..weights import load_weights
+
+        log.info("initial weights from %s: %s", cfg.weights, load_weights(model, cfg.weights))
+    if cfg.zero_init_head:
+        model.reset_classifier(num_classes)
+    return model, kwargs
+
+
+class Trainer:
+    """One training run of ``cfg`` into ``out_dir``. ``model``, ``train_set``, ``val_set`` and ``task``
+    replace what ``cfg`` would build; ``callbacks`` are called with the trainer after every
+    optimiser step (to log, or to stop a run by raising)."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, recipe: str = "",
+                 model: nn.Module | None = None, train_set: Dataset | None = None, val_set: Dataset | None = None,
+                 task: Task | None = None, callbacks: Sequence[Callable[["Trainer"], None]] = ()) -> None:
+        self.cfg, self.recipe, self.callbacks = cfg.validate(), recipe, list(callbacks)
+        self.out = Path(out_dir)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.dist = D.init_distributed(cfg.device)
+        self.device = self.dist.device
+        W = self.dist.world_size
+        _seed_everything(cfg.seed)  # identical model initialisation on every rank
+
+        # ---- data: resolve (rank 0 first: it may unpack an archive), then the two splits
+        entry = get_entry(cfg.model)
+        pcfg = dict(entry.pretrained_cfg)
+        in_chans = entry.kwargs.get("in_chans", 3)
+        img_size = cfg.img_size or entry.kwargs.get("img_size", 224)
+        mean, std = pcfg.get("mean", (0.5,) * in_chans), pcfg.get("std", (0.5,) * in_chans)
+        interp = cfg.interpolation or pcfg.get("interpolation", "bicubic")
+        self.preprocess = dict(mean=list(mean), std=list(std), interpolation=interp,
+                               crop_pct=cfg.crop_pct or pcfg.get("crop_pct", 1.0), input_size=[in_chans, img_size, img_size])
+        if train_set is None or val_set is None:
+            if not self.dist.is_main:
+                D.barrier()
+            src = resolve_data(cfg.data, data_root=cfg.data_root or None, download=cfg.data_download)
+            if self.dist.is_main:
+                D.barrier()
+            mode = "L" if in_chans == 1 else "RGB"
+            train_tf = train_transform(img_size, mean=mean, std=std, preset=cfg.augment, interpolation=interp,
+                                       scale=cfg.scale, hflip=cfg.hflip, randaugment=cfg.randaugment,
+                                       randaugment_ops=cfg.randaugment_ops, random_erasing=cfg.random_erasing)
+            val_tf = eval_transform(img_size, mean=mean, std=std, interpolation=interp,
+                                    crop_pct=self.preprocess["crop_pct"])
+            if train_set is None:
+                train_set = build_dataset(src, "train", train_tf, mode=mode, val_fraction=cfg.val_fraction)
+            if val_set is None:
+                val_set = build_dataset(src, "val", val_tf, mode=mode, val_fraction=cfg.val_fraction)
+        self.classes = list(getattr(train_set, "classes", []))
+        num_classes = cfg.num_classes or len(self.classes)
+        if num_classes < 1:
+            raise ValueError("num_classes could not be taken from the data; set num_classes=K")
+
+        # ---- batch geometry: global batch = world × accumulation × micro-batch
+        if cfg.batch_size % (W * cfg.accum_steps):
+            raise ValueError(f"batch_size={cfg.batch_size} must be divisible by world_size × accum_steps = "
+                             f"{W} × {cfg.accum_steps}; change batch_size or accum_steps")
+        self.micro = cfg.batch_size // (W * cfg.accum_steps)
+        self.steps_per_epoch = (len(train_set) // W) // (self.micro * cfg.accum_steps)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"the training split has {len(train_set)} images, fewer than one batch of "
+                             f"batch_size={cfg.batch_size}; lower batch_size")
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.sampler = ShardedSampler(len(train_set), num_replicas=W, rank=self.dist.rank, shuffle=True,
+                                      seed=cfg.seed, num_samples=self.steps_per_epoch * cfg.accum_steps * self.micro)
+        loader_kw = dict(num_workers=cfg.num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
+                         persistent_workers=cfg.num_workers > 0)
+        # the loader gets its own generator so that starting an epoch draws nothing from the global RNG
+        self.train_loader = DataLoader(train_set, batch_size=self.micro, sampler=self.sampler, drop_last=True,
+                                       generator=torch.Generator(), **loader_kw)
+        val_shard = list(range(self.dist.rank, len(val_set), W))  # no padding: every image counted once
+        self.val_loader = DataLoader(val_set, batch_size=max(self.micro, 64), sampler=val_shard, **loader_kw)
+
+        # ---- model, precision, wrappers
+        self.model_kwargs: dict[str, Any] = {}
+        if model is None:
+            model, self.model_kwargs = build_model(cfg, num_classes)
+        self.model = model.to(self.device)
+        if cfg.grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = _amp_dtype(cfg.precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                           else None) if self.dist.enabled else None
+        self.forward_model: nn.Module = self.ddp or self.model
+        if cfg.compile:
+            self.forward_model = torch.compile(self.forward_model)
+        mixup = MixupCutmix(num_classes, cfg.mixup, cfg.cutmix, cfg.mixup_prob) if cfg.mixup or cfg.cutmix else None
+        self.task: Task = task or ClassificationTask(num_classes, label_smoothing=cfg.label_smoothing, mixup=mixup,
+                                                     class_names=self.classes or None)
+
+        # ---- optimiser and schedule (lr optionally given per lr_base_batch images, scaled linearly)
+        self.lr = cfg.lr * cfg.batch_size / cfg.lr_base_batch if cfg.lr_base_batch else cfg.lr
+        groups = param_groups(self.model, cfg.weight_decay, cfg.layer_decay)
+        self.optimizer = build_optimizer(groups, cfg.optimizer, self.lr, momentum=cfg.momentum, betas=cfg.betas)
+        self.warmup_steps = cfg.warmup_steps or round(cfg.warmup_epochs * self.steps_per_epoch)
+        self.schedule = WarmupDecay(self.total_steps, self.warmup_steps, cfg.schedule,
+                                    start=cfg.warmup_lr / self.lr, end=cfg.min_lr / self.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+
+        # ---- position and bookkeeping (restored on resume)
+        self.epoch = 0              # completed epochs
+        self.step_in_epoch = 0      # optimiser steps done in the current epoch
+        self.global_step = 0
+        self.best_metric: float | None = None
+        self.metrics: list[dict[str, Any]] = []
+        self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
+        _seed_everything(cfg.seed + self.dist.rank)  # dropout, drop-path, Mixup differ across ranks
+        self._boundary_rng = get_rng_state()
+        if resume:
+            self._load_state(self.out / "checkpoint-last.pt")
+        elif self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "metrics.jsonl").write_text("")
+            self._write_config(num_classes, img_size)
+
+    # ------------------------------------------------------------------------------------ the run
+    def fit(self) -> RunResult:
+        cfg, start = self.cfg, time.time()
+        if self.dist.is_main:
+            log.info("training %s on %s: %d train / %d val images, %d classes, %d epochs × %d steps, batch %d "
+                     "(%d ranks × %d accumulation × %d), lr %.3g, %s on %s%s", cfg.model, cfg.data,
+                     len(self.train_loader.dataset), len(self.val_loader.dataset), len(self.classes) or -1,
+                     self.num_epochs, self.steps_per_epoch, cfg.batch_size, self.dist.world_size, cfg.accum_steps,
+                     self.micro, self.lr, _precision_name(self.amp_dtype), self.device,
+                     f", resuming at epoch {self.epoch + 1} step {self.global_step}" if self.global_step else "")
+        try:
+            while self.epoch < self.num_epochs and self.global_step < self.total_steps:
+                self._train_epoch()
+                self._end_epoch(time.time() - start)
+        except KeyboardInterrupt:
+            if not self.dist.enabled:  # a single process can save where it stands; ranks may be mid-collective
+                self._save_last(rng=self._boundary_rng)
+                log.warning("interrupted at step %d; saved %s — continue with --resume",
+                            self.global_step, self.out / "checkpoint-last.pt")
+            raise
+        if self.dist.is_main:
+            best = f"best {self.task.main_metric} {self.best_metric:.4f}, " if self.best_metric is not None else ""
+            log.info("done: %s%d steps in %.1fs; run folder %s", best, self.global_step, time.time() - start, self.out)
+        return RunResult(self.out, self.metrics, self.best_metric, self.global_step, self.model)
+
+    def _train_epoch(self) -> None:
+        cfg, A = self.cfg, self.cfg.accum_steps
+        self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * A * self.micro)
+        self.forward_model.train()
+        bar = ProgressBar(self.steps_per_epoch * cfg.batch_size, f"epoch {self.epoch + 1}/{self.num_epochs}",
+                          enabled=cfg.progress and self.dist.is_main, initial=self.step_in_epoch * cfg.batch_size)
+        t0, seconds0 = time.time(), self.epoch_stats["seconds"]
+        for k, batch in enumerate(self.train_loader):
+            last_micro = (k + 1) % A == 0
+            self._micro_step(batch, sync=last_micro)
+            if not last_micro:
+                continue
+            self._optimizer_step()
+            self.epoch_stats["seconds"] = seconds0 + time.time() - t0
+            s = self.epoch_stats
+            bar.update(cfg.batch_size, loss=s["loss_sum"] / max(s["samples"], 1), lr=self._lr())
+            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
+                self._save_last()
+            for cb in self.callbacks:
+                cb(self)
+            if self.global_step >= self.total_steps:
+                break
+        bar.close()
+
+    def _micro_step(self, batch: Any, sync: bool) -> None:
+        """Forward and backward of one micro-batch; gradients are all-reduced only when ``sync``."""
+        skipped = batch.get("skipped", []) if isinstance(batch, dict) else []
+        if skipped:
+            self.epoch_stats["skipped"] += len(skipped)
+            for s in skipped[:3]:
+                log.warning("skipped unreadable image %s (%s)", s.source, s.error)
+        batch = self.task.to_device(batch, self.device, self.cfg.channels_last)
+        no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
+        try:
+            with no_sync:
+                with self._autocast():
+                    if isinstance(batch, dict) and len(batch.get("target", [0])) == 0:
+                        loss, n = sum(p.sum() for p in self.model.parameters()) * 0.0, 0  # all images skipped
+                    else:
+                        loss, n = self.task.training_loss(self.forward_model, batch)
+                self._check_loss(loss, n)
+                self.scaler.scale(loss / self.cfg.accum_steps).backward()
+        except torch.OutOfMemoryError as e:
+            raise TrainingError(
+                f"CUDA out of memory at step {self.global_step + 1} with a micro-batch of {self.micro} images at "
+                f"{self.preprocess['input_size'][-1]}px on {self.device}. Lower the memory per step: raise "
+                f"accum_steps (now {self.cfg.accum_steps}; the global batch_size stays), set grad_checkpointing=true, "
+                f"precision=bf16, or lower batch_size / img_size. ({str(e).splitlines()[0]})") from None
+
+    def _check_loss(self, loss: torch.Tensor, n: int) -> None:
+        """Sum the loss over ranks (for the log, and so that every rank stops together) and stop the run
+        on NaN/inf before it reaches the weights: checkpoint-last.pt keeps the last good state."""
+        stat = torch.stack([loss.detach().float() * n, torch.tensor(float(n), device=loss.device)])
+        D.all_reduce_sum(stat)
+        total, count = stat.tolist()
+        if not math.isfinite(total):
+            last = self.out / "checkpoint-last.pt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"loss is {total} at step {self.global_step + 1} (epoch {self.epoch + 1}, step "
+                f"{self.step_in_epoch + 1} of {self.steps_per_epoch}); the run stopped before updating the weights "
+                f"and {kept}. Lower lr (now {self.lr:.3g}), set clip_grad=1, lengthen the warm-up, or use "
+                f"precision=fp32, then start again or --resume.")
+        self.epoch_stats["loss_sum"] += total
+        self.epoch_stats["samples"] += int(count)
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.global_step += 1
+        self.step_in_epoch += 1
+        self._boundary_rng = get_rng_state()
+
+    def _end_epoch(self, elapsed: float) -> None:
+        cfg, s = self.cfg, self.epoch_stats
+        self.epoch += 1
+        self.step_in_epoch = 0
+        last = self.epoch >= self.num_epochs or self.global_step >= self.total_steps
+        row: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step,
+                               "train_loss": s["loss_sum"] / max(s["samples"], 1)}
+        weights_from, metric = "model", None
+        if self.epoch % cfg.eval_every == 0 or last:
+            row.update(self.task.evaluate(self.model, self.val_loader, self.device, self._autocast, cfg.channels_last))
+            metric = row.get(self.task.main_metric)
+            if self.ema is not None:
+                ema = self.task.evaluate(self.ema.module, self.val_loader, self.device, self._autocast, cfg.channels_last)
+                row.update({f"ema_{k}": v for k, v in ema.items()})
+                if ema.get(self.task.main_metric, -math.inf) > (metric if metric is not None else -math.inf):
+                    weights_from, metric = "ema", ema[self.task.main_metric]
+        row.update(lr=self._lr(), seconds=s["seconds"],
+                   images_per_second=s["samples"] / s["seconds"] if s["seconds"] else None, skipped=s["skipped"])
+        self.metrics.append(row)
+        is_best = metric is not None and (self.best_metric is None or metric > self.best_metric)
+        if is_best:
+            self.best_metric = metric
+        if self.dist.is_main:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            eta = elapsed / max(self.global_step, 1) * (self.total_steps - self.global_step)
+            log.info(epoch_summary(row, self.num_epochs, eta if not last else None))
+            if s["skipped"]:
+                log.warning("epoch %d: %d unreadable images were skipped (see the warnings above)", self.epoch,
+                            s["skipped"])
+        self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
+        self._save_last()
+        if is_best and self.dist.is_main:
+            src = self.ema.module if weights_from == "ema" else self.model
+            save_atomic({**self._meta(), "model": src.state_dict(), "weights_from": weights_from, "metrics": row},
+                        self.out / "checkpoint-best.pt")
+        if self.dist.is_main:
+            plot_curves(self.metrics, self.out / "curves.png", title=f"{cfg.model} on {cfg.data}")
+
+    # ---------------------------------------------------------------------------- state in and out
+    def _meta(self) -> dict[str, Any]:
+        return {"model_name": getattr(self.model, "model_name", self.cfg.model), "model_kwargs": self.model_kwargs,
+                "classes": self.classes, "preprocess": self.preprocess, "config": self.cfg.to_dict(),
+                "recipe": self.recipe, "epoch": self.epoch, "global_step": self.global_step,
+                "vitkit_version": __version__}
+
+    def _save_last(self, rng: dict[str, Any] | None = None) -> None:
+        """checkpoint-last.pt: everything needed to continue exactly (every rank's RNG included)."""
+        rngs = D.gather_objects(rng or get_rng_state())
+        if not self.dist.is_main:
+            return
+        state = {**self._meta(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "step_in_epoch": self.step_in_epoch, "best_metric": self.best_metric,
+                 "epoch_stats": dict(self.epoch_stats), "rng": rngs, "world_size": self.dist.world_size}
+        if self.ema is not None:
+            state["model_ema"] = self.ema.state_dict()
+        save_atomic(state, self.out / "checkpoint-last.pt")
+
+    def _load_state(self, path: Path) -> None:
+        ck = load_checkpoint(path)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        if self.ema is not None:
+            if "model_ema" not in ck:
+                raise ValueError(f"{path} has no EMA state but ema_decay={self.cfg.ema_decay}; resume with ema_decay=0")
+            self.ema.load_state_dict(ck["model_ema"])
+        self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
+        self.best_metric, self.epoch_stats = ck["best_metric"], dict(ck["epoch_stats"])
+        rngs = ck["rng"]
+        if len(rngs) != self.dist.world_size and self.dist.is_main:
+            log.warning("resuming %d ranks from a %d-rank checkpoint: data order is kept, random draws are not",
+                        self.dist.world_size, len(rngs))
+        set_rng_state(rngs[self.dist.rank % len(rngs)])
+        self._boundary_rng = get_rng_state()
+        metrics_path = self.out / "metrics.jsonl"  # keep only the epochs this checkpoint has seen
+        rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()] \
+            if metrics_path.exists() else []
+        self.metrics = [r for r in rows if r["epoch"] <= self.epoch]
+        if self.dist.is_main:
+            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.metrics))
+
+    def _write_config(self, num_classes: int, img_size: int) -> None:
+        resolved = {"num_classes": num_classes, "img_size": img_size, "classes": self.classes, "lr": self.lr,
+                    "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+                    "warmup_steps": self.warmup_steps, "epochs": self.num_epochs, "world_size": self.dist.world_size,
+                    "micro_batch": self.micro, "device": str(self.device), "precision": _precision_name(self.amp_dtype),
+                    "preprocess": self.preprocess, "train_images": len(self.train_loader.dataset),
+                    "val_images": len(self.val_loader.dataset), "torch": torch.__version__, "vitkit": __version__}
+        doc = {"recipe": self.recipe, **self.cfg.to_dict(), "resolved": resolved}
+        (self.out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+    # ------------------------------------------------------------------------------------ helpers
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _lr(self) -> float:
+        return max(g["lr"] for g in self.optimizer.param_groups)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision=fp16 needs a CUDA device (it relies on loss scaling); use bf16 or fp32 on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+
+
+def load_run_config(out_dir: str | Path) -> tuple[TrainConfig, str]:
+    """The config and recipe name saved in a run folder's config.json."""
+    path = Path(out_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist; --resume needs the --out folder of an earlier run")
+    doc = json.loads(path.read_text())
+    recipe = doc.pop("recipe", "")
+    doc.pop("resolved", None)
+    from .recipes import recipe_class
+
+    return recipe_class(recipe).from_dict(doc), recipe
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, recipe: str = "", **kwargs: Any) -> RunResult:
+    """Train ``cfg`` into ``out_dir`` (see :class:`Trainer` for ``kwargs``). With ``resume`` the run
+    continues from ``out_dir/checkpoint-last.pt`` exactly where it stopped."""
+    if resume and not (Path(out_dir) / "checkpoint-last.pt").is_file():
+        raise FileNotFoundError(f"nothing to resume: {Path(out_dir) / 'checkpoint-last.pt'} does not exist")
+    return Trainer(cfg, out_dir, resume=resume, recipe=recipe, **kwargs).fit()

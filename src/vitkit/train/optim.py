@@ -1,0 +1,101 @@
+"""Optimiser parameter groups (weight decay, layer-wise LR decay), optimisers and LR schedules."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def layer_ids(model: nn.Module) -> tuple[int, callable]:
+    """(L, f): f(name) is the depth of a parameter, 0 for the embeddings, 1..L for the blocks in order
+    and L+1 for the final norm and head — the layering used by layer-wise LR decay (BEiT §2.4)."""
+    if hasattr(model, "blocks"):  # ViT
+        L = len(model.blocks)
+
+        def vit_id(name: str) -> int:
+            if name.startswith(("cls_token", "pos_embed", "patch_embed", "stem", "reg_token")):
+                return 0
+            m = re.match(r"blocks\.(\d+)\.", name)
+            return int(m.group(1)) + 1 if m else L + 1
+        return L, vit_id
+    if hasattr(model, "stages"):  # Swin: blocks counted across stages; patch merging sits before
+        depths = [len(s.blocks) for s in model.stages]
+        offsets = [sum(depths[:s]) for s in range(len(depths))]
+        L = sum(depths)
+
+        def swin_id(name: str) -> int:
+            if name.startswith(("patch_embed", "absolute_pos_embed")):
+                return 0
+            m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name)
+            if m:
+                return offsets[int(m.group(1))] + int(m.group(2)) + 1
+            m = re.match(r"stages\.(\d+)\.", name)  # downsample: just below the stage's first block
+            return offsets[int(m.group(1))] if m else L + 1
+        return L, swin_id
+    raise ValueError(f"layer_decay needs a ViT or Swin model (with .blocks or .stages); "
+                     f"{type(model).__name__} has neither; set layer_decay=1")
+
+
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+    """Split trainable parameters into optimiser groups.
+
+    No weight decay on 1-D parameters (norm scales, biases) and on the names the model lists in
+    ``no_weight_decay()`` (position embeddings, class token, relative bias tables; Swin §A2.1).
+    With ``layer_decay`` < 1 each group also carries ``lr_scale = layer_decay ** (L + 1 - depth)``.
+    """
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    L, depth_of = layer_ids(model) if layer_decay < 1.0 else (0, lambda name: 0)
+    groups: dict[tuple[bool, int], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_wd = p.ndim <= 1 or name.endswith(".bias") or any(s in name for s in skip)
+        depth = depth_of(name)
+        g = groups.setdefault((no_wd, depth), {
+            "params": [], "param_names": [], "weight_decay": 0.0 if no_wd else weight_decay,
+            "lr_scale": layer_decay ** (L + 1 - depth) if layer_decay < 1.0 else 1.0})
+        g["params"].append(p)
+        g["param_names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+def build_optimizer(groups: list[dict], name: str, lr: float, *, momentum: float = 0.9,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """``adamw`` (decoupled decay, Loshchilov & Hutter), ``adam`` (L2 added to the gradient, as
+    torch.optim.Adam does) or ``sgd`` (momentum, as in the ViT fine-tuning recipe)."""
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=betas)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    raise ValueError(f"optimizer={name!r} is unknown; choose adamw, adam or sgd")
+
+
+@dataclass
+class WarmupDecay:
+    """LR multiplier at optimiser step s: linear warm-up from ``start`` to 1 over ``warmup`` steps,
+    then ``cosine``, ``linear`` or ``constant`` down to ``end`` at step ``total``."""
+
+    total: int
+    warmup: int = 0
+    kind: str = "cosine"
+    start: float = 0.0
+    end: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.start + (1.0 - self.start) * step / self.warmup
+        if self.kind == "constant" or self.total <= self.warmup:
+            return 1.0
+        p = min((step - self.warmup) / (self.total - self.warmup), 1.0)
+        if self.kind == "cosine":
+            return self.end + (1.0 - self.end) * 0.5 * (1.0 + math.cos(math.pi * p))
+        if self.kind == "linear":
+            return self.end + (1.0 - self.end) * (1.0 - p)
+        raise ValueError(f"schedule={self.kind!r} is unknown; choose cosine, linear or constant")
