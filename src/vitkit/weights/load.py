@@ -100,6 +100,10 @@ def load_weights(
     conv = f.convert(raw)
     report = LoadReport(format=f.name, metadata=dict(metadata))
     report.dropped += [f"{k} ({why})" for k, why in conv.dropped.items()]
+    blocks = getattr(model, "blocks", None)
+    if f.name == "official_vit_npz" and blocks is not None and getattr(blocks[0].mlp.act, "approximate", "") != "tanh":
+        report.notes.append("the official JAX code trained these weights with tanh GELU; build the model with "
+                            "act='gelu_tanh' for its exact outputs (create_model(..., pretrained=...) does)")
     state = conv.state
     as_converted = dict(state)  # before the head is taken out: describes the file in errors
     target = model.state_dict()
