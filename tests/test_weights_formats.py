@@ -50,6 +50,8 @@ def test_fused_parts_concatenate_in_qkv_order_and_split_back():
     assert out.state["qkv.0"][:, 0].tolist() == [1, 1, 2, 2, 0, 0]  # query (1), key (2), value (0)
     back = from_vitkit(out.state, rules)
     assert all(torch.equal(back[k], state[k]) for k in state)
+    with pytest.raises(ValueError, match="both map to 'qkv.0#q'"):
+        to_vitkit({"query.0": torch.zeros(1), "query.00": torch.zeros(1)}, rules, {})
     with pytest.raises(ValueError, match="q, k and v"):
         to_vitkit({"query.0": torch.zeros(1), "key.0": torch.zeros(1)}, rules, {})
 

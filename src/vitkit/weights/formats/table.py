@@ -109,12 +109,17 @@ def to_vitkit(state: Mapping[str, Tensor], rules: list[Rule], ignore: Mapping[st
     are dropped on purpose."""
     out = Converted()
     parts: dict[str, dict[str, Tensor]] = {}
+    sources: dict[str, str] = {}  # vitkit name → the source key it came from
     ignore_patterns = [(_compiled(p), why) for p, why in ignore.items()]
     for key, value in state.items():
         for rule in rules:
             values = rule.src_pattern.match(key)
             if values is not None:
                 name = rule.dst_pattern.format(values)
+                if name in out.state or name in sources:
+                    raise ValueError(f"checkpoint keys {sources.get(name)!r} and {key!r} both map to {name!r}; "
+                                     "the file mixes two layouts")
+                sources[name] = key
                 tensor = rule.transform.fwd(value)
                 if "#" in name:
                     base, part = name.split("#")
