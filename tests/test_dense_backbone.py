@@ -108,3 +108,21 @@ def test_every_backbone_parameter_gets_a_gradient(name, kw):
     sum(f.square().mean() for f in b(torch.randn(2, 3, 32, 40))).backward()
     missing = [n for n, p in b.named_parameters() if p.grad is None]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("name,writer,ext", [
+    ("swin_micro_patch2_window4_32", "save_official_swin_pth", "pth"),
+    ("vit_micro_patch4_32", "save_official_vit_npz", "npz"),
+])
+def test_official_format_checkpoints_load_into_the_backbone(tmp_path, name, writer, ext):
+    """A classifier written in the official layout (Microsoft .pth / Google .npz) loads into the
+    backbone through vitkit.load_weights: every kept tensor arrives, head and final norm are skipped."""
+    from vitkit import weights
+
+    clf = vitkit.create_model(name)
+    path = getattr(weights, writer)(clf, tmp_path / f"clf.{ext}")
+    b = create_backbone(name, weights=path)
+    ref, got = clf.state_dict(), b.body.state_dict()
+    assert set(got) <= set(ref) and len(got) > 20
+    for k, v in got.items():
+        torch.testing.assert_close(v, ref[k], msg=k)
