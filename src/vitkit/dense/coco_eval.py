@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -76,9 +75,10 @@ class CocoEvaluator:
             self.dt.append(d)
 
     def _gather(self) -> None:
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            parts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, (self.images, self.gt, self.dt))
+        from ..train.distributed import gather_objects
+
+        parts = gather_objects((self.images, self.gt, self.dt))  # [ours] in a single process
+        if len(parts) > 1:
             self.images = [x for p in parts for x in p[0]]
             self.gt = [x for p in parts for x in p[1]]
             self.dt = [x for p in parts for x in p[2]]

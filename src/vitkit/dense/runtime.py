@@ -1,51 +1,35 @@
-"""Plumbing for the dense training loops: distributed setup, optimiser groups, schedules,
-run-folder files (config.json, metrics.jsonl, checkpoints written atomically, curves.png)."""
+"""Plumbing for the dense training loops: distributed setup, schedules, run-folder files
+(config.json, metrics.jsonl, checkpoints written atomically, curves.png). The process group,
+atomic checkpoint writes and optimiser groups are vitkit.train's, shared with classification."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
 import math
-import os
 import random
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
+
+from ..train.checkpoint import load_checkpoint, save_atomic  # noqa: F401  (re-exported for the loops)
+from ..train.distributed import DistInfo, cleanup, init_distributed
+from ..train.optim import param_groups  # noqa: F401  (no decay on norms, biases, positions, bias tables)
 
 log = logging.getLogger("vitkit.dense")
 
 
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup(seed: int, threads: int = 0) -> Dist:
-    """Join the torchrun process group when launched by torchrun (NCCL on GPU, gloo on CPU), pick
-    the device, seed every RNG (offset by rank so augmentations differ across processes)."""
+def setup(seed: int, threads: int = 0) -> DistInfo:
+    """Join the torchrun process group when launched by torchrun (NCCL on GPU, gloo on CPU; via
+    :func:`vitkit.train.distributed.init_distributed`), seed every RNG, offset by rank so that
+    augmentations differ across processes."""
     if threads:
         torch.set_num_threads(threads)
-    d = Dist()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        d.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if torch.cuda.is_available():
-            torch.cuda.set_device(d.local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        d.rank, d.world = dist.get_rank(), dist.get_world_size()
-    d.device = torch.device(f"cuda:{d.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    d = init_distributed("auto")
     random.seed(seed + d.rank)
     np.random.seed(seed + d.rank)
     torch.manual_seed(seed + d.rank)
@@ -53,8 +37,7 @@ def setup(seed: int, threads: int = 0) -> Dist:
 
 
 def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    cleanup()
 
 
 def per_rank_batch(global_batch: int, world: int) -> int:
@@ -76,21 +59,6 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weights only: not on norms, biases, position embeddings and relative bias
-    tables (the Swin recipe's exclusions)."""
-    skip_names = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or any(s in name for s in skip_names) or name.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 
 def warmup_poly(total: int, warmup: int, ratio: float, power: float):
@@ -136,11 +104,8 @@ class RunFolder:
 
     def save(self, name: str, state: dict[str, Any]) -> None:
         """Atomic: write a temporary file, then rename over the old one."""
-        if not self.main:
-            return
-        tmp = self.dir / f".{name}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.dir / name)
+        if self.main:
+            save_atomic(state, self.dir / name)
 
     def plot(self, metric_keys: Sequence[str], train_losses: list[tuple[int, float]]) -> None:
         """curves.png: training loss by iteration and validation metrics by evaluation."""

@@ -18,7 +18,7 @@ from .coco_eval import CocoEvaluator
 from .det_data import collate_detection, detection_transform, open_detection
 from .detection import build_detector
 from .recipes import DetRecipe
-from .runtime import (Dist, RunFolder, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
+from .runtime import (DistInfo, RunFolder, load_checkpoint as _load, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
                       teardown, unwrap, warmup_steps)
 
 log = logging.getLogger("vitkit.dense")
@@ -34,17 +34,17 @@ def build_model(r: DetRecipe, num_classes: int, with_weights: bool = True) -> nn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: Dist | None = None,
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: DistInfo | None = None,
              masks: bool = True, class_names: Sequence[str] | None = None, workers: int = 0,
              amp: bool = False) -> dict[str, dict[str, float]]:
     """COCO AP of ``model`` on ``dataset`` (targets at the original image size): ``{"bbox": {...},
     "segm": {...}}`` (segm when ``masks``)."""
-    d = d or Dist(device=device)
+    d = d or DistInfo(device=device)
     model = unwrap(model)
     was_training = model.training
     model.eval()
     ev = CocoEvaluator(num_classes, ("bbox", "segm") if masks else ("bbox",), class_names)
-    loader = DataLoader(dataset, batch_size=1, sampler=ShardSampler(len(dataset), d.rank, d.world),
+    loader = DataLoader(dataset, batch_size=1, sampler=ShardSampler(len(dataset), d.rank, d.world_size),
                         num_workers=workers, collate_fn=collate_detection)
     for images, targets in loader:
         with autocast(device, amp):
@@ -68,7 +68,7 @@ def train(r: DetRecipe, resume: bool = False) -> dict[str, Any]:
         teardown()
 
 
-def _train(r: DetRecipe, resume: bool, d: Dist) -> dict[str, Any]:
+def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     if not r.data:
         raise ValueError("no data: pass data=PATH (a COCO folder with annotations/, or a YOLO images/labels folder)")
     if r.kind not in ("mask_rcnn", "faster_rcnn"):
@@ -84,31 +84,31 @@ def _train(r: DetRecipe, resume: bool, d: Dist) -> dict[str, Any]:
     model = build_model(r, train_ds.num_classes).to(d.device)
     if r.grad_checkpointing:
         model.backbone.body.set_grad_checkpointing(True)
-    sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=r.seed)
-    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world), sampler=sampler,
+    sampler = DistributedSampler(train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=r.seed)
+    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world_size), sampler=sampler,
                         num_workers=r.workers, collate_fn=collate_detection, persistent_workers=r.workers > 0)
     ipe = len(loader)
     opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_steps([e * ipe for e in r.lr_steps], r.lr_gamma, r.warmup_iters, r.warmup_ratio))
-    run = RunFolder(r.out, d.main)
+    run = RunFolder(r.out, d.is_main)
     start_epoch, best, it = 0, -1.0, 0
     last = run.dir / "checkpoint-last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        state = _load(last)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best, it = state["epoch"], state["best"], state["iter"]
         log.info("resumed from %s after epoch %d", last, start_epoch)
-    if d.world > 1:
+    if d.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     run.write_config(r)
-    if d.main:
+    if d.is_main:
         n_params = sum(p.numel() for p in unwrap(model).parameters())
         log.info("detection: %s + FPN + %s, %.2f M parameters, %d classes, %d train / %d val images, "
                  "%d processes on %s", r.model, r.kind, n_params / 1e6, train_ds.num_classes, len(train_ds),
-                 len(val_ds), d.world, d.device)
+                 len(val_ds), d.world_size, d.device)
     model.train()
     curve: list[tuple[int, float]] = []
     result: dict[str, Any] = {}
@@ -133,7 +133,7 @@ def _train(r: DetRecipe, resume: bool, d: Dist) -> dict[str, Any]:
             parts.setdefault("loss", []).append(loss.item())
             for k, v in loss_dict.items():
                 parts.setdefault(k, []).append(v.item())
-            if d.main and it % r.log_interval == 0:
+            if d.is_main and it % r.log_interval == 0:
                 curve.append((it, float(np.mean(parts["loss"][-r.log_interval:]))))
                 log.info("epoch %d iter %d  loss %.4f  lr %.2e  %.1f s", epoch + 1, it, curve[-1][1],
                          opt.param_groups[0]["lr"], time.time() - t0)
@@ -150,7 +150,7 @@ def _train(r: DetRecipe, resume: bool, d: Dist) -> dict[str, Any]:
                 row.update(_flat("train", evaluate(model, tr, train_ds.num_classes, device=d.device, d=d,
                                                    masks=masks, class_names=train_ds.class_names, amp=r.amp)))
             run.log_metrics(row)
-            if d.main:
+            if d.is_main:
                 log.info("eval @ epoch %d: %s", done, "  ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                                  if "_AP" in k))
             ap = res["bbox"]["AP"]
@@ -170,7 +170,7 @@ def _train(r: DetRecipe, resume: bool, d: Dist) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ from a checkpoint
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, DetRecipe, dict[str, Any]]:
     """Rebuild the detector a training run saved; returns (model in eval mode, recipe, metadata)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load(path)
     if state.get("task") != "detection":
         raise ValueError(f"{path} is not a detection checkpoint (task={state.get('task')!r})")
     fields = {f.name for f in dataclasses.fields(DetRecipe)}

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .inference import predict_logits
 from .recipes import SegRecipe
-from .runtime import (Dist, RunFolder, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
+from .runtime import (DistInfo, RunFolder, load_checkpoint as _load, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
                       teardown, unwrap, warmup_poly)
 from .seg_data import IGNORE, EvalTransform, SegSpec, collate_pad, open_segmentation, train_transform
 from .seg_metrics import SegMetric
@@ -44,17 +44,17 @@ def seg_loss(out: torch.Tensor, aux: torch.Tensor | None, y: torch.Tensor, aux_w
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: Dist | None = None,
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: DistInfo | None = None,
              mode: str = "whole", crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
              scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1, workers: int = 0,
              amp: bool = False) -> dict[str, Any]:
     """mIoU, aAcc, mAcc and per-class IoU over ``dataset`` (labels at full resolution; use
     ``batch_size`` 1 unless all images share a size). Under DDP each process scores a shard."""
-    d = d or Dist(device=device)
+    d = d or DistInfo(device=device)
     model = unwrap(model)
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), d.rank, d.world),
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), d.rank, d.world_size),
                         num_workers=workers, collate_fn=collate_pad)
     metric = SegMetric(num_classes, IGNORE)
     for x, y in loader:
@@ -84,10 +84,10 @@ def train(r: SegRecipe, resume: bool = False) -> dict[str, Any]:
         teardown()
 
 
-def _train(r: SegRecipe, resume: bool, d: Dist) -> dict[str, Any]:
+def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     if not r.data:
         raise ValueError("no data: pass data=PATH (a folder or .tar: ADE20K, CamVid or images/labels)")
-    run = RunFolder(r.out, d.main)
+    run = RunFolder(r.out, d.is_main)
     train_ds = open_segmentation(r.data, "train", fmt=r.data_format, num_classes=r.num_classes)
     spec = train_ds.spec
     model = build_model(r, spec.num_classes).to(d.device)
@@ -103,29 +103,29 @@ def _train(r: SegRecipe, resume: bool, d: Dist) -> dict[str, Any]:
     start, best = 0, -1.0
     last = run.dir / "checkpoint-last.pt"
     if resume and last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+        state = _load(last)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start, best = state["iter"], state["best"]
         log.info("resumed from %s at iteration %d", last, start)
-    if d.world > 1:
+    if d.world_size > 1:
         if d.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     run.write_config(r)
 
-    sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=r.seed, drop_last=True)
-    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world), sampler=sampler,
+    sampler = DistributedSampler(train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=r.seed, drop_last=True)
+    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world_size), sampler=sampler,
                         num_workers=r.workers, collate_fn=collate_pad, drop_last=True,
                         pin_memory=d.device.type == "cuda", persistent_workers=r.workers > 0)
     if len(loader) == 0:
         raise ValueError(f"{len(train_ds)} training images cannot fill one batch of {r.batch_size}; lower batch_size")
-    if d.main:
+    if d.is_main:
         n_params = sum(p.numel() for p in unwrap(model).parameters())
         log.info("segmentation: %s + UperNet, %.2f M parameters, %d classes, %d train / %d val images, "
                  "%d processes on %s", r.model, n_params / 1e6, spec.num_classes, len(train_ds), len(val_ds),
-                 d.world, d.device)
+                 d.world_size, d.device)
     model.train()
     it, epoch, skip = start, start // len(loader), start % len(loader)
     losses: list[float] = []
@@ -150,7 +150,7 @@ def _train(r: SegRecipe, resume: bool, d: Dist) -> dict[str, Any]:
             sched.step()
             it += 1
             losses.append(loss.item())
-            if d.main and (it % r.log_interval == 0 or it == r.iters):
+            if d.is_main and (it % r.log_interval == 0 or it == r.iters):
                 dt = time.time() - t_log
                 rate = r.log_interval * r.batch_size / max(dt, 1e-9)
                 eta = (r.iters - it) * (time.time() - t0) / max(it - start, 1)
@@ -168,7 +168,7 @@ def _train(r: SegRecipe, resume: bool, d: Dist) -> dict[str, Any]:
                            val_iou=scores["iou"], lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
                 run.log_metrics(row)
                 losses = []
-                if d.main:
+                if d.is_main:
                     log.info("eval @ %d: mIoU %.4f  aAcc %.4f  mAcc %.4f", it, scores["mIoU"], scores["aAcc"],
                              scores["mAcc"])
                 state = _checkpoint(model, opt, sched, it, max(best, scores["mIoU"]), r, spec)
@@ -186,7 +186,7 @@ def _train(r: SegRecipe, resume: bool, d: Dist) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ from a checkpoint
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[Segmenter, SegRecipe, dict[str, Any]]:
     """Rebuild the segmenter a training run saved; returns (model in eval mode, recipe, metadata)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load(path)
     if state.get("task") != "segmentation":
         raise ValueError(f"{path} is not a segmentation checkpoint (task={state.get('task')!r})")
     fields = {f.name for f in dataclasses.fields(SegRecipe)}
