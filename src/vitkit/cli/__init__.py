@@ -13,7 +13,7 @@ import sys
 COMMANDS = (
     "train",        # train, eval            (vitkit.cli.train)
     "weights",      # convert, predict       (vitkit.cli.weights)
-    # "bench",      # bench                  (vitkit.cli.bench)
+    "bench",        # bench                  (vitkit.cli.bench)
     "analysis",     # fewshot, analyze       (vitkit.cli.analysis)
     "dense",        # segment, detect        (vitkit.cli.dense)
     "models",       # models                 (vitkit.cli.models)

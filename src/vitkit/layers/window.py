@@ -44,6 +44,22 @@ def window_reverse(windows: torch.Tensor, wh: int, ww: int, H: int, W: int) -> t
     return x.reshape(-1, H, W, C)
 
 
+def window_order(H: int, W: int, wh: int, ww: int, sh: int, sw: int,
+                 device: torch.device | None = None) -> torch.Tensor:
+    """(Hp·Wp,) gather index: window-ordered token k comes from row-major position ``order[k]`` of
+    the H×W map padded to (Hp, Wp).
+
+    One ``index_select`` with it does pad-then-roll by (−sh, −sw) and :func:`window_partition` at
+    once: ``x.flatten(1, 2)[:, order]`` equals ``window_partition(roll(x, (−sh, −sw)), wh, ww)``
+    viewed as (B, nW·N, C), for an already padded x. Its inverse permutation undoes it.
+    """
+    Hp, Wp = -(-H // wh) * wh, -(-W // ww) * ww
+    rows = (torch.arange(Hp, device=device) + sh) % Hp  # source row of each shifted row
+    cols = (torch.arange(Wp, device=device) + sw) % Wp
+    src = rows[:, None] * Wp + cols[None, :]  # (Hp, Wp) source position of each shifted position
+    return window_partition(src[None, :, :, None], wh, ww).reshape(-1)  # (nW·N,)
+
+
 def _region_ids(size: int, padded: int, shift: int, device: torch.device | None) -> torch.Tensor:
     """Region of each position of one axis, in the shifted frame: 0 = in place, 1 = wrapped
     around by the cyclic shift, 2 = padding."""

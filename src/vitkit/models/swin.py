@@ -27,6 +27,7 @@ from ..layers.window import (
     resample_relative_bias_table,
     shift_window_mask,
     window_geometry,
+    window_order,
     window_partition,
     window_reverse,
 )
@@ -41,8 +42,10 @@ class WindowAttention(nn.Module):
     """Multi-head attention inside windows with a relative position bias B (Swin Eq. 4).
 
     The bias table has (2M−1)² rows for the configured window M; smaller effective windows (small
-    stages) index the same table. In inference the bias plus mask is computed once per size and
-    dtype and reused until the table changes.
+    stages) index the same table. Bias and shift/pad mask are combined into one additive mask; in
+    inference it is computed once per size and dtype and reused until the table changes, and the
+    attention runs in the fused kernel (``F.scaled_dot_product_attention``). In training the bias
+    needs its gradient, so an explicit softmax takes it, broadcast over the batch without a copy.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True,
@@ -60,7 +63,8 @@ class WindowAttention(nn.Module):
         self.capture = False  # analysis: keep the next forward's maps in ``attn_map``
         self.attn_map: torch.Tensor | None = None
         self._index_cache: dict[tuple[int, int, torch.device], torch.Tensor] = {}
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        self._mask_cache: dict[tuple, tuple[torch.Tensor | None, torch.Tensor]] = {}
+        self._batched_mask: tuple[torch.Tensor, torch.Tensor] | None = None  # (per-window mask, its B-fold copy)
 
     def set_window_size(self, window_size: int) -> None:
         """Resample the bias table to a new window (bicubic on the offset grid)."""
@@ -69,46 +73,78 @@ class WindowAttention(nn.Module):
         self.window_size = window_size
         self._index_cache.clear()
         self._mask_cache.clear()
+        self._batched_mask = None
 
     def relative_bias(self, wh: int, ww: int) -> torch.Tensor:
         """(heads, N, N) relative position bias for a wh×ww window."""
         table = self.relative_position_bias_table
         key = (wh, ww, table.device)
-        if key not in self._index_cache:
-            self._index_cache[key] = relative_position_index(wh, ww, self.window_size).to(table.device)
-        idx = self._index_cache[key]
+        if torch.compiler.is_compiling():  # traced once per size: no Python-side cache
+            idx = relative_position_index(wh, ww, self.window_size).to(table.device)
+        else:
+            if key not in self._index_cache:
+                self._index_cache[key] = relative_position_index(wh, ww, self.window_size).to(table.device)
+            idx = self._index_cache[key]
         N = wh * ww
         return table[idx.view(-1)].view(N, N, -1).permute(2, 0, 1)  # (heads, N, N)
 
     def additive_mask(self, wh: int, ww: int, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """Bias plus shift/pad mask: (heads, N, N) or (nW, heads, N, N), in ``dtype``."""
-        cacheable = not (torch.is_grad_enabled() and self.relative_position_bias_table.requires_grad)
-        key = (wh, ww, None if mask is None else (mask.data_ptr(), mask.shape), dtype,
-               self.relative_position_bias_table._version)
-        if cacheable and key in self._mask_cache:
-            return self._mask_cache[key]
-        bias = self.relative_bias(wh, ww).to(dtype)
-        if mask is not None:
-            bias = bias.unsqueeze(0).masked_fill(~mask.unsqueeze(1), MASK_VALUE)  # (nW, heads, N, N)
+        """Bias plus shift/pad mask as one additive mask in ``dtype``: (1, heads, N, N), or
+        (nW, heads, N, N) with −inf where ``mask`` forbids a pair.
+
+        Cached (one entry: sizes change rarely) unless the table needs a gradient; the entry is
+        valid for the same sizes, dtype, device, mask object and table version.
+        """
+        table = self.relative_position_bias_table
+        cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling()
         if cacheable:
-            self._mask_cache.clear()  # keep one entry: sizes change rarely, memory stays bounded
-            self._mask_cache[key] = bias
+            key = (wh, ww, dtype, table.device, table._version, torch.is_inference_mode_enabled())
+            hit = self._mask_cache.get(key)
+            if hit is not None and hit[0] is mask:  # the mask object itself: sizes made it, lru-cached
+                return hit[1]
+        bias = self.relative_bias(wh, ww).to(dtype).unsqueeze(0)  # (1, heads, N, N)
+        if mask is not None:
+            bias = bias.masked_fill(~mask.unsqueeze(1), MASK_VALUE)  # (nW, heads, N, N)
+        if cacheable:
+            bias = bias.contiguous()
+            self._mask_cache.clear()
+            self._mask_cache[key] = (mask, bias)
         return bias
+
+    def _batched(self, bias: torch.Tensor, BnW: int) -> torch.Tensor:
+        """(nW, heads, N, N) mask repeated over the batch → (B·nW, heads, N, N); the copy of a cached
+        mask is kept too (inference runs in bounded chunks, so it stays small) and sliced for fewer
+        images."""
+        nW, h, N, _ = bias.shape
+        hit = self._batched_mask
+        if hit is not None and hit[0] is bias and hit[1].shape[0] >= BnW:
+            return hit[1][:BnW]  # the copy is periodic over images: its first B'·nW rows serve B' images
+        full = bias.expand(BnW // nW, nW, h, N, N).reshape(BnW, h, N, N)
+        if any(bias is e[1] for e in self._mask_cache.values()):
+            self._batched_mask = (bias, full)
+        return full
 
     def forward(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B * nW, N, C) windows; mask: boolean (nW, N, N) or None."""
         BnW, N, C = x.shape
-        qkv = self.qkv(x).reshape(BnW, N, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B*nW, heads, N, hd)
-        bias = self.additive_mask(wh, ww, mask, q.dtype)
-        if mask is not None:  # give the window axis its own dimension so the mask broadcasts over B
-            nW = mask.shape[0]
-            q, k, v = (t.view(BnW // nW, nW, self.num_heads, N, self.head_dim) for t in (q, k, v))
-        out, probs = attention(q, k, v, bias, dropout_p=self.attn_drop if self.training else 0.0,
-                               need_weights=self.capture)
-        if self.capture:
-            self.attn_map = probs.detach().reshape(BnW, self.num_heads, N, N)
-        out = out.reshape(BnW, self.num_heads, N, self.head_dim).transpose(1, 2).reshape(BnW, N, C)
+        h, hd = self.num_heads, self.head_dim
+        qkv = self.qkv(x).view(BnW, N, 3, h, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B*nW, heads, N, hd), views
+        bias = self.additive_mask(wh, ww, mask, q.dtype)  # (nW or 1, heads, N, N)
+        nW = bias.shape[0]
+        dropout_p = self.attn_drop if self.training else 0.0
+        if self.capture or bias.requires_grad:
+            # explicit softmax on (B, nW, heads, N, hd): the mask broadcasts over B without a copy
+            q, k, v = (t.view(BnW // nW, nW, h, N, hd) for t in (q, k, v))
+            out, probs = attention(q, k, v, bias, dropout_p=dropout_p, need_weights=True)
+            if self.capture:
+                self.attn_map = probs.detach().reshape(BnW, h, N, N)
+            out = out.reshape(BnW, h, N, hd)
+        else:
+            if nW > 1:  # the fused kernel takes a 4-D mask (a 3-D or 5-D one sends it to a slow path)
+                bias = self._batched(bias, BnW)
+            out, _ = attention(q, k, v, bias, dropout_p=dropout_p)
+        out = out.transpose(1, 2).reshape(BnW, N, C)  # a view when the kernel wrote (B*nW, N, heads, hd)
         return self.proj_drop(self.proj(out))
 
 
@@ -144,6 +180,28 @@ class SwinBlock(nn.Module):
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
+    def forward_windows(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
+                        chunk: int = 0) -> torch.Tensor:
+        """The same block on (B, nW·N, C) tokens already in this block's window order (see
+        :class:`SwinStage`): no padding, shift or partition work here. ``chunk`` > 0 (inference
+        only) runs ``chunk`` images at a time into one output, so the block's intermediates (the
+        4C-wide MLP activation above all) stay small and cache-resident instead of being allocated
+        afresh at full batch size."""
+        B = x.shape[0]
+        if chunk <= 0 or chunk >= B:
+            return self._tokens(x, wh, ww, mask)
+        out = torch.empty_like(x)
+        for b in range(0, B, chunk):
+            self._tokens(x[b: b + chunk], wh, ww, mask, out=out[b: b + chunk])
+        return out
+
+    def _tokens(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        B, L, C = x.shape
+        y = self.attn(self.norm1(x).view(-1, wh * ww, C), wh, ww, mask)  # (B*nW, N, C)
+        x = x + self.drop_path(y.view(B, L, C))
+        return torch.add(x, self.drop_path(self.mlp(self.norm2(x))), out=out)
+
 
 class PatchMerging(nn.Module):
     """(B, H, W, C) → (B, ⌈H/2⌉, ⌈W/2⌉, 2C): 2×2 neighbours concatenated, LN, linear without bias."""
@@ -163,6 +221,17 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
+    """Patch merging (stages 2–4), then blocks alternating regular and shifted windows.
+
+    Fast path: between blocks the residual stream stays in window order. LayerNorm, MLP and the
+    residual sums act token by token, so only the order changes from block to block: one gather
+    per block (regular ↔ shifted windows, the cyclic shift folded into the index) replaces pad,
+    roll, partition, reverse and roll around every attention. A map that is not a window multiple
+    is padded once per stage and cropped at its end; the masks keep padding unseen by real tokens.
+    ``fast_path = False``, or a hook on any block (hooks see (B, H, W, C) maps), runs every block
+    on the spatial map instead: the reference the tests compare against.
+    """
+
     def __init__(self, dim: int, out_dim: int, depth: int, num_heads: int, window_size: int,
                  downsample: bool, drop_path: Sequence[float], **block_kwargs: Any) -> None:
         super().__init__()
@@ -172,19 +241,63 @@ class SwinStage(nn.Module):
             for i in range(depth)
         ])
         self.grad_checkpointing = False
+        self.fast_path = True
+        self.chunk_bytes = 8 << 20  # inference: images per block call so that the MLP activation stays ≲ this
+        self._perm_cache: dict[tuple, torch.Tensor] = {}
+
+    def _perm(self, H: int, W: int, src: tuple | None, dst: tuple | None, device: torch.device) -> torch.Tensor:
+        """Gather index from token order ``src`` to ``dst`` (window geometries; None = row-major)."""
+        key = (H, W, src, dst, device)
+        if not torch.compiler.is_compiling() and key in self._perm_cache:
+            return self._perm_cache[key]
+        inv_src = None if src is None else torch.argsort(window_order(H, W, *src, device=device))
+        if dst is None:
+            perm = inv_src
+        else:
+            perm = window_order(H, W, *dst, device=device)
+            perm = perm if inv_src is None else inv_src[perm]
+        if not torch.compiler.is_compiling():
+            if len(self._perm_cache) >= 32:
+                self._perm_cache.clear()
+            self._perm_cache[key] = perm
+        return perm
+
+    def _run(self, fn: Any, *args: Any) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
-        H, W = x.shape[1], x.shape[2]
+        B, H, W, C = x.shape
         window = self.blocks[0].attn.window_size
-        masks = {s: shift_window_mask(H, W, *window_geometry(H, W, window, s), device=x.device)
-                 for s in (False, True)}  # one boolean mask per stage and size, shared by its blocks
+        geo = {s: window_geometry(H, W, window, s) for s in (False, True)}
+        masks = {s: shift_window_mask(H, W, *geo[s], device=x.device) for s in (False, True)}  # shared by the blocks
+        if not self.fast_path or any(b._forward_hooks or b._forward_pre_hooks for b in self.blocks):
+            for blk in self.blocks:
+                x = self._run(blk, x, masks)
+            return x
+        wh, ww = geo[False][:2]
+        Hp, Wp = -(-H // wh) * wh, -(-W // ww) * ww
+        if Hp != H or Wp != W:
+            x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+        x = x.reshape(B, Hp * Wp, C)  # (B, L, C), row-major
+        chunk = 0
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and self.chunk_bytes > 0:
+            hidden = self.blocks[0].mlp.fc1.out_features * Hp * Wp * x.element_size()  # one image's MLP activation
+            chunk = max(1, self.chunk_bytes // hidden)
+        order = None
         for blk in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(blk, x, masks, use_reentrant=False)
-            else:
-                x = blk(x, masks)
-        return x
+            g = geo[blk.shifted]
+            g = None if g[1] == Wp and g[2] == g[3] == 0 else g  # one window column, no shift: row-major
+            if g != order:
+                x = x.index_select(1, self._perm(H, W, order, g, x.device))  # (B, L, C) in g's order
+                order = g
+            x = self._run(blk.forward_windows, x, wh, ww, masks[blk.shifted], chunk)
+        if order is not None:
+            x = x.index_select(1, self._perm(H, W, order, None, x.device))
+        x = x.view(B, Hp, Wp, C)
+        return x[:, :H, :W] if Hp != H or Wp != W else x
 
 
 class SwinTransformer(nn.Module):
