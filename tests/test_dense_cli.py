@@ -101,3 +101,25 @@ def test_torchrun_two_gloo_processes_score_like_one(seg_folder, tmp_path):
     scores = tmp_path / "scores.json"
     assert main(["segment", "eval", "--checkpoint", str(run / "checkpoint-last.pt"), "--json", str(scores)]) == 0
     assert json.loads(scores.read_text())["mIoU"] == pytest.approx(row["val_mIoU"], abs=1e-12)
+
+
+def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(seg_folder, tmp_path, monkeypatch,
+                                                                               capsys):
+    import torch
+
+    import vitkit.dense.train_seg as ts
+
+    run = tmp_path / "nan"
+    real = ts.seg_loss
+    calls = []
+
+    def loss_then_nan(*a, **k):  # iterations 0–1 fine (checkpoint at 2), then NaN at iteration 2
+        calls.append(1)
+        return real(*a, **k) if len(calls) <= 2 else torch.full((), float("nan"), requires_grad=True)
+
+    monkeypatch.setattr(ts, "seg_loss", loss_then_nan)
+    argv = ["segment", "train", "--data", str(seg_folder), "--out", str(run), *SEG_TINY]
+    argv[argv.index("--iters") + 1] = "4"
+    assert main(argv) == 1
+    assert "loss is nan at iteration 2" in capsys.readouterr().err
+    assert torch.load(run / "checkpoint-last.pt", weights_only=True)["iter"] == 2

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import sys
 from pathlib import Path
 
 
@@ -101,12 +102,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda a: _list(__import__("vitkit.dense.recipes", fromlist=["x"]).DET_RECIPES))
 
 
+def _stopped_cleanly(train, r, args: argparse.Namespace):
+    """Run ``train``; a stop the user can act on (NaN loss, …) is one line, not a traceback."""
+    from ..train.loop import TrainingError
+
+    try:
+        return train(r, resume=args.resume)
+    except TrainingError as e:
+        print(f"vitkit {args.command} train: stopped: {e}", file=sys.stderr)
+        return None
+
+
 def segment_train(args: argparse.Namespace) -> int:
     from ..dense.recipes import SEG_RECIPES
     from ..dense.train_seg import train
 
     r = _recipe(args, SEG_RECIPES, "iters")
-    scores = train(r, resume=args.resume)
+    scores = _stopped_cleanly(train, r, args)
+    if scores is None:
+        return 1
     if scores:
         logging.getLogger("vitkit.dense").info("final: mIoU %.4f  aAcc %.4f  (run folder %s)",
                                                scores["mIoU"], scores["aAcc"], r.out)
@@ -152,8 +166,7 @@ def detect_train(args: argparse.Namespace) -> int:
     from ..dense.train_det import train
 
     r = _recipe(args, DET_RECIPES, "epochs")
-    train(r, resume=args.resume)
-    return 0
+    return 0 if _stopped_cleanly(train, r, args) is not None else 1
 
 
 def detect_eval(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from torch.utils.data import Sampler
 
 from ..train.checkpoint import load_checkpoint, save_atomic  # noqa: F401  (re-exported for the loops)
 from ..train.distributed import DistInfo, cleanup, init_distributed
+from ..train.loop import NonFiniteLossError
 from ..train.optim import param_groups  # noqa: F401  (no decay on norms, biases, positions, bias tables)
 
 log = logging.getLogger("vitkit.dense")
@@ -144,5 +145,5 @@ def autocast(device: torch.device, enabled: bool):
 
 def check_finite(loss: torch.Tensor, it: int) -> None:
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} at iteration {it}; the last good checkpoint is kept. "
+        raise NonFiniteLossError(f"loss is {loss.item()} at iteration {it}; the last good checkpoint is kept. "
                                  "Lower lr, enable clip_grad=1.0, or check the labels")
