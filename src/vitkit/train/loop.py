@@ -186,6 +186,7 @@ class Trainer:
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         _seed_everything(cfg.seed + self.dist.rank)  # dropout, drop-path, Mixup differ across ranks
         self._boundary_rng = get_rng_state()
+        self.grad_norm = 0.0
         if resume:
             self._load_state(self.out / "checkpoint-last.pt")
         elif self.dist.is_main:
@@ -233,7 +234,7 @@ class Trainer:
             self._optimizer_step()
             self.epoch_stats["seconds"] = seconds0 + time.time() - t0
             s = self.epoch_stats
-            bar.update(cfg.batch_size, loss=s["loss_sum"] / max(s["samples"], 1), lr=self._lr())
+            bar.update(cfg.batch_size, loss=s["loss_sum"] / max(s["samples"], 1), lr=self._lr(), gnorm=self.grad_norm)
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                 self._save_last()
             for cb in self.callbacks:
@@ -274,20 +275,27 @@ class Trainer:
         D.all_reduce_sum(stat)
         total, count = stat.tolist()
         if not math.isfinite(total):
-            last = self.out / "checkpoint-last.pt"
-            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-            raise NonFiniteLossError(
-                f"loss is {total} at step {self.global_step + 1} (epoch {self.epoch + 1}, step "
-                f"{self.step_in_epoch + 1} of {self.steps_per_epoch}); the run stopped before updating the weights "
-                f"and {kept}. Lower lr (now {self.lr:.3g}), set clip_grad=1, lengthen the warm-up, or use "
-                f"precision=fp32, then start again or --resume.")
+            raise NonFiniteLossError(self._stop_message(f"the loss is {total}"))
         self.epoch_stats["loss_sum"] += total
         self.epoch_stats["samples"] += int(count)
 
+    def _stop_message(self, what: str) -> str:
+        last = self.out / "checkpoint-last.pt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        return (f"{what} at step {self.global_step + 1} (epoch {self.epoch + 1}, step {self.step_in_epoch + 1} of "
+                f"{self.steps_per_epoch}); the run stopped before updating the weights and {kept}. Lower lr "
+                f"(now {self.lr:.3g}), set clip_grad=1, lengthen the warm-up, or use precision=fp32, then start "
+                f"again or --resume.")
+
     def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
+        params = [p for p in self.model.parameters() if p.grad is not None]
         if self.cfg.clip_grad > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+            self.grad_norm = float(nn.utils.clip_grad_norm_(params, self.cfg.clip_grad))
+        else:
+            self.grad_norm = float(nn.utils.get_total_norm([p.grad for p in params]))
+        if not math.isfinite(self.grad_norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
+            raise NonFiniteLossError(self._stop_message(f"the gradient norm is {self.grad_norm}"))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -349,6 +357,11 @@ class Trainer:
         rngs = D.gather_objects(rng or get_rng_state())
         if not self.dist.is_main:
             return
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # never replace a good checkpoint by a broken one
+            raise NonFiniteLossError(f"the weights became non-finite at step {self.global_step} ({bad[0]}, …); "
+                                     f"{self.out / 'checkpoint-last.pt'} was left as it was. Lower lr (now "
+                                     f"{self.lr:.3g}) or set clip_grad=1.")
         state = {**self._meta(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "step_in_epoch": self.step_in_epoch, "best_metric": self.best_metric,
