@@ -57,3 +57,28 @@ def test_analyze_command_writes_pngs(model, image_folder, tmp_path):
 def test_missing_weights_file_is_a_clear_error(image_folder, capsys):
     rc = main(["fewshot", "--model", "vit_micro_patch4_28", "--weights", "nope.pt", "--data", str(image_folder)])
     assert rc == 2 and "--weights 'nope.pt' does not exist" in capsys.readouterr().err
+
+
+def test_training_checkpoint_alone_rebuilds_the_model(image_folder, tmp_path):
+    import torch
+
+    import vitkit
+
+    model = vitkit.create_model("vit_micro_patch4_28")
+    ckpt = tmp_path / "checkpoint-best.pt"
+    torch.save({"model": model.state_dict(), "model_name": "vit_micro_patch4_28", "model_kwargs": {},
+                "preprocess": {"mean": [0.5], "std": [0.5]}}, ckpt)
+    common = ["--data", str(image_folder), "--shots", "2", "--seeds", "2", "--val-fraction", "0.34",
+              "--no-logreg", "--no-probe", "--device", "cpu"]
+    assert main(["fewshot", "--weights", str(ckpt), "--json", str(tmp_path / "a.json"), *common]) == 0
+    assert main(["fewshot", "--model", "vit_micro_patch4_28", "--weights", str(ckpt),
+                 "--json", str(tmp_path / "b.json"), *common]) == 0
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["model"] == "vit_micro_patch4_28" and a["results"] == b["results"]
+    from argparse import Namespace
+
+    from vitkit.cli.analysis import _build_model
+
+    rebuilt = _build_model(Namespace(model=None, weights=str(ckpt), img_size=None, num_classes=None, device="cpu"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[k], v), k

@@ -72,6 +72,8 @@ def _build_model(args: argparse.Namespace) -> torch.nn.Module:
             raise ValueError("--img-size/--num-classes need --model; a training checkpoint fixes its own model")
         model, ckpt = model_from_checkpoint(args.weights)
         args.model = ckpt["model_name"]
+        pre = ckpt.get("preprocess", {})  # the run's own evaluation preprocessing, when recorded
+        model.pretrained_cfg.update({k: pre[k] for k in ("mean", "std", "interpolation", "crop_pct") if k in pre})
         log.info("loaded %s (%s) from the training checkpoint %s", args.model, ckpt.get("model_kwargs", {}), args.weights)
         return model.to(args.device).eval()
     kwargs = {}
