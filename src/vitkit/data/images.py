@@ -45,7 +45,7 @@ def _high_bit_depth_to_l(img: Image.Image) -> Image.Image:
         arr = arr.astype(np.float64) / 257.0 if arr.max(initial=0) > 255 else arr
     else:  # F
         arr = arr.astype(np.float64) * (255.0 if arr.max(initial=0) <= 1.0 else 1.0)
-    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))  # (H, W) uint8 → mode L
 
 
 def convert_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
