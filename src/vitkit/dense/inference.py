@@ -1,8 +1,9 @@
 """Segmentation inference: whole image or sliding window, optional flips and extra scales.
 
-Sliding window (the Swin paper's ADE20K evaluation, 512×512 windows with stride 341): windows on a
-regular grid that reaches both borders, each window's logits added into the full map and divided
-by the number of windows covering each pixel.
+The official Swin UperNet config scores the whole image (resized to fit 2048×512). Sliding window
+(mmseg's 512×512 windows with stride 341 for ViT-style backbones): windows on a regular grid that
+reaches both borders, each window's logits added into the full map and divided by the number of
+windows covering each pixel.
 """
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ class SegRecipe:
     poly_power: float = 1.0
     clip_grad: float = 0.0              # 0: no clipping
     eval_interval: int = 16_000         # iterations
-    eval_mode: str = "slide"            # whole | slide
+    eval_mode: str = "whole"            # whole (the official Swin UperNet config) | slide
     eval_crop: tuple[int, ...] = (512, 512)
     eval_stride: tuple[int, ...] = (341, 341)
     eval_batch_size: int = 1
