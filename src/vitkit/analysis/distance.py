@@ -71,13 +71,14 @@ def attention_distance(
         batches = [batches]
     sums: dict[int, list[torch.Tensor]] = {}
     cache: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    grid: dict[str, tuple[int, int]] = {}  # ViT: the patch grid of the batch being run
 
     def on_map(layer: AttentionLayer, attn: torch.Tensor, g: WindowGeometry | None) -> None:
         attn = attn.float()
         if g is None:  # ViT: (B, heads, 1+N, 1+N) over a grid of the current image size
-            key = ("vit", grid_now[0], layer.stride)
+            key = ("vit", grid["now"], layer.stride)
             if key not in cache:
-                cache[key] = (patch_distances(grid_now[0], layer.stride).to(attn.device), None)
+                cache[key] = (patch_distances(grid["now"], layer.stride).to(attn.device), None)
             dist, mask = cache[key]
             attn = _strip_prefix(attn, layer.num_prefix_tokens)
         else:  # Swin: (B·nW, heads, N, N) → (B, nW, heads, N, N), distances per window
@@ -93,12 +94,12 @@ def attention_distance(
         acc[0] += total
         acc[1] += count
 
-    grid_now: list[tuple[int, int]] = [(0, 0)]
     try:
         with capture_attention(model, layers, callback=on_map) as rec:
             for x in batches:
-                stride = getattr(model, "stride", 1)
-                grid_now[0] = (x.shape[-2] // stride, x.shape[-1] // stride)
+                if not rec.layers[0].windowed:
+                    stride = rec.layers[0].stride
+                    grid["now"] = (x.shape[-2] // stride, x.shape[-1] // stride)
                 model(x)
             chosen = [layer.index for layer in rec.layers]
     finally:
