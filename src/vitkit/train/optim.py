@@ -68,12 +68,14 @@ def build_optimizer(groups: list[dict], name: str, lr: float, *, momentum: float
     torch.optim.Adam does) or ``sgd`` (momentum, as in the ViT fine-tuning recipe)."""
     for g in groups:
         g["lr"] = lr * g["lr_scale"]
+    # foreach: one kernel per group and operation instead of one per tensor (torch picks it on CUDA
+    # only; on the CPU it is also faster for the many small tensors of a ViT)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=betas)
+        return torch.optim.Adam(groups, lr=lr, betas=betas, foreach=True)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, foreach=True)
     raise ValueError(f"optimizer={name!r} is unknown; choose adamw, adam or sgd")
 
 
