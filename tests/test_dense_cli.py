@@ -82,6 +82,11 @@ def test_detect_train_eval_predict_on_coco8(shared_data, tmp_path):
     assert main(["detect", "predict", str(img), "--checkpoint", str(run / "checkpoint-last.pt"),
                  "--score-thresh", "0.0", "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / f"{img.stem}_det.png").exists()
+    assert main(["detect", "predict", "--data", str(data), "--split", "val", "--checkpoint",
+                 str(run / "checkpoint-last.pt"), "--out", str(tmp_path / "q")]) == 0
+    panels = Image.open(tmp_path / "q" / "val_0000_det.png")
+    first = Image.open(sorted((data / "images" / "val").iterdir())[0])
+    assert panels.size == (2 * first.size[0] + 4, first.size[1])  # prediction | ground truth
 
 
 @pytest.mark.slow

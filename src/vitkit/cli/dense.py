@@ -92,9 +92,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="also write the scores to this file")
     p.set_defaults(func=detect_eval)
-    p = ds.add_parser("predict", help="box/mask overlays for images")
-    p.add_argument("images", nargs="+")
+    p = ds.add_parser("predict", help="box/mask overlays for images, or for a data split beside its labels")
+    p.add_argument("images", nargs="*")
     p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", help="instead of IMAGES: every image of --split, prediction | ground truth")
+    p.add_argument("--split", default="val")
     p.add_argument("--score-thresh", type=float, default=0.5)
     p.add_argument("--out", default="predictions")
     p.set_defaults(func=detect_predict)
@@ -188,8 +190,12 @@ def detect_eval(args: argparse.Namespace) -> int:
 
 
 def detect_predict(args: argparse.Namespace) -> int:
-    from ..dense.train_det import predict
+    from ..dense.train_det import predict, predict_split
 
-    for path in predict(args.checkpoint, args.images, args.out, score_thresh=args.score_thresh):
+    if bool(args.images) == bool(args.data):
+        raise ValueError("give IMAGES or --data (with --split), not both or neither")
+    paths = (predict_split(args.checkpoint, args.data, args.split, args.out, score_thresh=args.score_thresh)
+             if args.data else predict(args.checkpoint, args.images, args.out, score_thresh=args.score_thresh))
+    for path in paths:
         print(path)
     return 0

@@ -200,3 +200,25 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str |
                               targets[i] if targets else None)
         written.append(dest)
     return written
+
+
+def predict_split(checkpoint: str | Path, data: str | Path, split: str, out_dir: str | Path, *,
+                  score_thresh: float = 0.5, fmt: str = "auto") -> list[Path]:
+    """Overlays for every image of a data split: predictions | ground truth, side by side."""
+    from .visualize import save_detection_figure
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, r, meta = load_checkpoint(checkpoint, device)
+    ds = open_detection(data, split, fmt=fmt if fmt != "auto" else r.data_format, masks=meta["masks"])
+    out_dir = Path(out_dir)
+    written = []
+    for i in range(len(ds)):
+        img, target = ds.load(i)
+        img = img.as_subclass(torch.Tensor)
+        with torch.no_grad():
+            pred = {k: v.cpu() for k, v in model([img.float().div(255).to(device)])[0].items()}
+        gt = {k: v.as_subclass(torch.Tensor) for k, v in target.items() if k in ("boxes", "labels", "masks")}
+        dest = out_dir / f"{split}_{i:04d}_det.png"
+        save_detection_figure(dest, img, pred, meta["class_names"], score_thresh, gt)
+        written.append(dest)
+    return written
