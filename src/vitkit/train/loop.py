@@ -196,7 +196,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ the run
     def fit(self) -> RunResult:
-        cfg, start = self.cfg, time.time()
+        cfg, start, first_step = self.cfg, time.time(), self.global_step
         if self.dist.is_main:
             log.info("training %s on %s: %d train / %d val images, %d classes, %d epochs × %d steps, batch %d "
                      "(%d ranks × %d accumulation × %d), lr %.3g, %s on %s%s", cfg.model, cfg.data,
@@ -207,7 +207,7 @@ class Trainer:
         try:
             while self.epoch < self.num_epochs and self.global_step < self.total_steps:
                 self._train_epoch()
-                self._end_epoch(time.time() - start)
+                self._end_epoch((time.time() - start) / max(self.global_step - first_step, 1))
         except KeyboardInterrupt:
             if not self.dist.enabled:  # a single process can save where it stands; ranks may be mid-collective
                 self._save_last(rng=self._boundary_rng)
@@ -306,7 +306,7 @@ class Trainer:
         self.step_in_epoch += 1
         self._boundary_rng = get_rng_state()
 
-    def _end_epoch(self, elapsed: float) -> None:
+    def _end_epoch(self, seconds_per_step: float) -> None:
         cfg, s = self.cfg, self.epoch_stats
         self.epoch += 1
         self.step_in_epoch = 0
@@ -331,7 +331,7 @@ class Trainer:
         if self.dist.is_main:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-            eta = elapsed / max(self.global_step, 1) * (self.total_steps - self.global_step)
+            eta = seconds_per_step * (self.total_steps - self.global_step)
             log.info(epoch_summary(row, self.num_epochs, eta if not last else None))
             if s["skipped"]:
                 log.warning("epoch %d: %d unreadable images were skipped (see the warnings above)", self.epoch,

@@ -68,6 +68,31 @@ class Cifar10ViT(TrainConfig):
 
 
 @dataclass
+class Cifar10ViTCPU(Cifar10ViT):
+    """CIFAR-10 on a CPU: the ViT recipe cut to a short schedule that a laptop finishes — ViT-micro/4
+    (6 blocks, D=64, 0.2M parameters), 5 epochs, pad-and-crop + flip and label smoothing only
+    (RandAugment, Mixup/CutMix and random erasing slow a short schedule down more than they help).
+
+    Command:  ``vitkit train --recipe cifar10_vit_cpu --data PATH``
+    Time:     EXPECTED_TIME
+    Accuracy: EXPECTED_ACC
+    """
+
+    model: str = "vit_micro_patch4_32"
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup_epochs: float = 1.0
+    randaugment: int = 0
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    drop_path: float = 0.0
+    clip_grad: float = 1.0
+    num_workers: int = 1
+
+
+@dataclass
 class Cifar100ViT(Cifar10ViT):
     """CIFAR-100 from scratch with ViT-Ti/4 at 32×32; the CIFAR-10 recipe with 100 classes.
 
@@ -232,6 +257,7 @@ class DeitImagenet(SwinImagenet):
 RECIPES: dict[str, type[TrainConfig]] = {
     "mnist_demo": MnistDemo,
     "cifar10_vit": Cifar10ViT,
+    "cifar10_vit_cpu": Cifar10ViTCPU,
     "cifar100_vit": Cifar100ViT,
     "cifar10_swin": Cifar10Swin,
     "cifar100_swin": Cifar100Swin,
