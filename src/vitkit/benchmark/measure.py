@@ -103,9 +103,27 @@ def time_alternating(fns: dict[str, Callable[[], Any]], rounds: int, warmup: int
     return out
 
 
-def paired_speedup(base: Timing, other: Timing) -> float:
-    """Median over rounds of other/base wall time (> 1: ``base`` is faster); calls pair by index."""
-    return statistics.median(o / b for b, o in zip(base.wall, other.wall))
+def paired_speedup(base: Timing, other: Timing, cpu: bool = False) -> float:
+    """Median over rounds of other/base time (> 1: ``base`` is faster); calls pair by index.
+    ``cpu`` compares process CPU time instead of wall time: less sensitive to other jobs taking
+    the cores away (with 1 thread it is the work done), but it counts threads' spin-waits."""
+    a, b = (base.cpu, other.cpu) if cpu else (base.wall, other.wall)
+    return statistics.median(o / t for t, o in zip(a, b))
+
+
+def tune_glibc_malloc(keep_bytes: int = 1 << 30) -> bool:
+    """Keep freed memory in the heap (glibc ``mallopt``: mmap and trim thresholds raised to
+    ``keep_bytes``) so that big activations are not mapped and faulted in afresh on every call. A
+    process-wide setting, for benchmarks and deployments to opt into — the same effect as
+    ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the environment, or jemalloc/tcmalloc.
+    Returns False where glibc is not the allocator."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, min(keep_bytes, 1 << 30))) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, 2 * min(keep_bytes, 1 << 30)))
 
 
 def load_average() -> float | None:

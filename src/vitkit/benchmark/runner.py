@@ -46,6 +46,7 @@ class BenchConfig:
     memory: bool = False
     grad_checkpointing: bool = False
     matmul_peak: bool = True
+    malloc_tune: bool = False
     seed: int = 0
 
     def validate(self) -> None:
@@ -153,6 +154,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None)
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.malloc_tune and not measure.tune_glibc_malloc():
+        raise ValueError("--malloc-tune needs glibc (Linux); set up jemalloc or tcmalloc instead")
     device = torch.device(cfg.device)
     result: dict[str, Any] = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                               "config": asdict(cfg), "machine": machine_info(device),
@@ -202,6 +205,7 @@ def _run_model(name: str, cfg: BenchConfig, device: torch.device, peak: float | 
                    cpu_share=t.cpu_share())
         if base is not None:
             row["vitkit_speedup"] = measure.paired_speedup(base, t)  # this impl's time / vitkit's
+            row["vitkit_speedup_cpu"] = measure.paired_speedup(base, t, cpu=True)
         if peak:
             row["peak_fraction"] = flops_per_image * row["img_per_s"] / peak
         log(f"{name} {impl}: {row['img_per_s']:.2f} img/s ({row['ms_per_batch']:.0f} ms/batch), "
@@ -226,22 +230,23 @@ def to_markdown(result: dict[str, Any]) -> str:
     peak = result.get("matmul_peak_flops")
     lines = [f"{cfg['mode']}, batch {cfg['batch_size']}, {cfg['dtype']}, threads {m['torch_threads']}, "
              f"device {cfg['device']}{', channels-last' if cfg['channels_last'] else ''}"
-             f"{', torch.compile' if cfg['compile'] else ''}{', grad checkpointing' if cfg['grad_checkpointing'] else ''}; "
+             f"{', torch.compile' if cfg['compile'] else ''}{', grad checkpointing' if cfg['grad_checkpointing'] else ''}"
+             f"{', malloc tuned' if cfg.get('malloc_tune') else ''}; "
              f"{cfg['rounds']} alternating rounds; {result['date']}; {m.get('gpu') or m.get('cpu')}, torch {m['torch']}; "
              f"load avg {result['load_before']} → {result['load_after']}"
              + (f"; matmul peak {peak / 1e9:.1f} GFLOP/s" if peak else ""), ""]
     for e in result["models"]:
         lines += [f"**{e['model']}** — input {tuple(e['input'])}, forward {e['flops_per_image_forward'] / 1e9:.2f} "
                   "GFLOP/image", "",
-                  "| impl | img/s | ms/batch (median) | vitkit speedup (paired median) | % of matmul peak | "
-                  "CPU share | peak memory (MB) | max abs diff vs vitkit |",
+                  "| impl | img/s | ms/batch (median) | vitkit speedup (paired median: wall, CPU time) | "
+                  "% of matmul peak | CPU share | peak memory (MB) | max abs diff vs vitkit |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for impl, r in e["rows"].items():
             if "ms_per_batch" not in r:
                 lines.append(f"| {impl} | — | — | — | — | — | — | {r.get('error', 'not run')} |")
                 continue
             cells = [impl, f"{r['img_per_s']:.2f}", f"{r['ms_per_batch']:.0f}",
-                     f"{r['vitkit_speedup']:.3f}" if "vitkit_speedup" in r else "—",
+                     f"{r['vitkit_speedup']:.3f}, {r['vitkit_speedup_cpu']:.3f}" if "vitkit_speedup" in r else "—",
                      f"{100 * r['peak_fraction']:.0f}%" if "peak_fraction" in r else "—",
                      f"{r['cpu_share']:.2f}",
                      f"{r['peak_memory_bytes'] / 2**20:.0f}" if "peak_memory_bytes" in r else "—",

@@ -48,6 +48,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="peak memory of one call (CPU: peak-RSS growth in a fresh subprocess; CUDA: allocator peak)")
     p.add_argument("--grad-checkpointing", action="store_true", help="recompute each block in backward")
     p.add_argument("--no-peak", action="store_true", help="skip measuring the matmul peak")
+    p.add_argument("--malloc-tune", action="store_true",
+                   help="keep freed memory in glibc's heap (mallopt) for every implementation: big activations "
+                        "are then not page-faulted in afresh on each call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, help="write the full result (every timing) here")
     p.add_argument("--markdown", type=Path, default=None, help="write the tables here (also printed)")
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                       img_size=args.img_size, dtype=args.dtype, threads=args.threads,
                       channels_last=args.channels_last, compile=args.compile, device=args.device,
                       rounds=args.rounds, warmup=args.warmup, memory=args.memory,
-                      grad_checkpointing=args.grad_checkpointing, matmul_peak=not args.no_peak, seed=args.seed)
+                      grad_checkpointing=args.grad_checkpointing, matmul_peak=not args.no_peak,
+                      malloc_tune=args.malloc_tune, seed=args.seed)
     result = run_benchmark(cfg, log=log.info)
     text = to_markdown(result)
     print(text)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -44,6 +45,12 @@ class PatchEmbed(nn.Module):
                     f"input size {H}x{W} is not a multiple of the patch size {ph}x{pw}; "
                     f"resize or crop the image to a multiple of {ph}x{pw}"
                 )
-            x = nn.functional.pad(x, (0, (pw - W % pw) % pw, 0, (ph - H % ph) % ph))
-        x = self.proj(x).permute(0, 2, 3, 1)  # (B, H/P, W/P, D)
-        return self.norm(x)
+            x = F.pad(x, (0, (pw - W % pw) % pw, 0, (ph - H % ph) % ph))
+        B, C, H, W = x.shape
+        Gh, Gw = H // ph, W // pw
+        # The P×P stride-P convolution as one matmul on the unfolded patches (same weights, same sums):
+        # its output is (B, Gh, Gw, D) contiguous, where the convolution's NCHW output would need a
+        # copy before the norm and the token sequence.
+        patches = x.reshape(B, C, Gh, ph, Gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(B, Gh, Gw, C * ph * pw)
+        x = F.linear(patches, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)
+        return self.norm(x)  # (B, H/P, W/P, D)

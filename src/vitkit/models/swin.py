@@ -32,7 +32,7 @@ from ..layers.window import (
     window_reverse,
 )
 from ..registry import register
-from .vit import _resolve_indices
+from .vit import _resolve_indices, chunk_budget, inference_chunk
 
 IMAGENET_PREPROCESS = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                            interpolation="bicubic", crop_pct=0.9)
@@ -112,15 +112,14 @@ class WindowAttention(nn.Module):
         return bias
 
     def _batched(self, bias: torch.Tensor, BnW: int) -> torch.Tensor:
-        """(nW, heads, N, N) mask repeated over the batch → (B·nW, heads, N, N); the copy of a cached
-        mask is kept too (inference runs in bounded chunks, so it stays small) and sliced for fewer
-        images."""
+        """(nW, heads, N, N) mask repeated over the batch → (B·nW, heads, N, N). The copy of a cached
+        mask is kept too when it is small (≤ 16 MiB), and sliced for fewer images."""
         nW, h, N, _ = bias.shape
         hit = self._batched_mask
         if hit is not None and hit[0] is bias and hit[1].shape[0] >= BnW:
             return hit[1][:BnW]  # the copy is periodic over images: its first B'·nW rows serve B' images
         full = bias.expand(BnW // nW, nW, h, N, N).reshape(BnW, h, N, N)
-        if any(bias is e[1] for e in self._mask_cache.values()):
+        if full.numel() * full.element_size() <= 16 << 20 and any(bias is e[1] for e in self._mask_cache.values()):
             self._batched_mask = (bias, full)
         return full
 
@@ -242,7 +241,7 @@ class SwinStage(nn.Module):
         ])
         self.grad_checkpointing = False
         self.fast_path = True
-        self.chunk_bytes = 8 << 20  # inference: images per block call so that the MLP activation stays ≲ this
+        self.chunk_bytes: int | None = None  # inference chunks (vit.inference_chunk): None automatic, 0 off
         self._perm_cache: dict[tuple, torch.Tensor] = {}
 
     def _perm(self, H: int, W: int, src: tuple | None, dst: tuple | None, device: torch.device) -> torch.Tensor:
@@ -272,7 +271,8 @@ class SwinStage(nn.Module):
         B, H, W, C = x.shape
         window = self.blocks[0].attn.window_size
         geo = {s: window_geometry(H, W, window, s) for s in (False, True)}
-        masks = {s: shift_window_mask(H, W, *geo[s], device=x.device) for s in (False, True)}  # shared by the blocks
+        make = shift_window_mask.__wrapped__ if torch.compiler.is_compiling() else shift_window_mask  # no lru_cache in traces
+        masks = {s: make(H, W, *geo[s], device=x.device) for s in (False, True)}  # shared by the blocks
         if not self.fast_path or any(b._forward_hooks or b._forward_pre_hooks for b in self.blocks):
             for blk in self.blocks:
                 x = self._run(blk, x, masks)
@@ -283,9 +283,9 @@ class SwinStage(nn.Module):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
         x = x.reshape(B, Hp * Wp, C)  # (B, L, C), row-major
         chunk = 0
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and self.chunk_bytes > 0:
-            hidden = self.blocks[0].mlp.fc1.out_features * Hp * Wp * x.element_size()  # one image's MLP activation
-            chunk = max(1, self.chunk_bytes // hidden)
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            chunk = inference_chunk(B, Hp * Wp, self.blocks[0].mlp.fc1.out_features, x.element_size(),
+                                    chunk_budget(self.chunk_bytes))
         order = None
         for blk in self.blocks:
             g = geo[blk.shifted]

@@ -21,6 +21,37 @@ from ..layers.patch_embed import to_2tuple
 from ..registry import register
 from .resnet_stem import ResNetStem
 
+INFERENCE_CHUNK_BYTES = 8 << 20  # inference: MLP activation per chunk of images, about (fits the cache)
+MIN_CHUNK_TOKENS = 768  # ... but enough rows per chunk to keep the matmuls efficient
+
+
+def chunk_budget(setting: int | None) -> int:
+    """A module's ``chunk_bytes`` setting → bytes (0: off). ``None`` means automatic: chunk with one
+    intra-op thread only. Each chunk multiplies the kernel calls, and with several threads every call
+    is a thread-pool barrier; on a shared CPU (the other core busy) those waits cost more than the
+    cache misses and page faults that chunking saves (measured in benchmarks/RESULTS.md)."""
+    if setting is not None:
+        return setting
+    return INFERENCE_CHUNK_BYTES if torch.get_num_threads() == 1 else 0
+
+
+def inference_chunk(batch: int, tokens: int, hidden: int, itemsize: int,
+                    budget: int = INFERENCE_CHUNK_BYTES, min_tokens: int = MIN_CHUNK_TOKENS) -> int:
+    """Images per chunk when an inference forward runs a batch in pieces (0: in one piece).
+
+    Chunks hold about ``budget`` bytes of the widest activation (``hidden`` features a token)
+    but at least ``min_tokens`` tokens, and are balanced: 8 images in chunks of at most 6 run
+    as 4 + 4, not 6 + 2. Outputs are the same; the big intermediates stay in cache and are not
+    allocated afresh (page faults) at full batch size.
+    """
+    per_image = max(1, tokens * hidden * itemsize)
+    chunk = max(-(-min_tokens // max(tokens, 1)), budget // per_image, 1)
+    if budget <= 0 or chunk >= batch:
+        return 0
+    pieces = -(-batch // chunk)
+    return -(-batch // pieces)
+
+
 VIT_PREPROCESS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", crop_pct=0.9)
 
 
@@ -99,6 +130,7 @@ class VisionTransformer(nn.Module):
         self.embed_dim = self.num_features = embed_dim
         self.num_prefix_tokens = 1 if global_pool == "token" else 0
         self.grad_checkpointing = False
+        self.chunk_bytes: int | None = None  # chunked inference budget: None automatic (chunk_budget), 0 off
 
         if stem_depths:
             self.stem = ResNetStem(in_chans=in_chans, depths=tuple(stem_depths))
@@ -226,8 +258,19 @@ class VisionTransformer(nn.Module):
         return blk(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) → normalised tokens (B, prefix + N, D)."""
+        """(B, C, H, W) → normalised tokens (B, prefix + N, D). Inference (no autograd) runs the
+        blocks on balanced chunks of images (:func:`inference_chunk`); the result is the same."""
         x, _ = self._embed(x)
+        B, N, _ = x.shape
+        chunk = 0
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            chunk = inference_chunk(B, N, self.blocks[0].mlp.fc1.out_features if len(self.blocks) else 0,
+                                    x.element_size(), chunk_budget(self.chunk_bytes))
+        if chunk:
+            return torch.cat([self._trunk(x[i: i + chunk]) for i in range(0, B, chunk)])  # (B, prefix + N, D)
+        return self._trunk(x)
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         for blk in self.blocks:
             x = self._run_block(blk, x)
         return self.norm(x)
@@ -301,6 +344,10 @@ VIT_SIZES: dict[str, dict[str, int]] = {
 VIT_SMALL_IMAGE = {
     "vit_micro_patch4_28": dict(img_size=28, patch_size=4, in_chans=1, num_classes=10,
                                 embed_dim=64, depth=6, num_heads=4, mlp_dim=128),
+    # the embedded demo's model: 7×7 patches (16 tokens) and average pooling (the paper's GAP head,
+    # §D.3) learn MNIST-sized data fastest on a CPU; see vitkit.train.recipes.MnistDemo
+    "vit_micro_patch7_gap_28": dict(img_size=28, patch_size=7, in_chans=1, num_classes=10, global_pool="avg",
+                                    embed_dim=64, depth=6, num_heads=4, mlp_dim=128),
     "vit_micro_patch4_32": dict(img_size=32, patch_size=4, num_classes=10,
                                 embed_dim=64, depth=6, num_heads=4, mlp_dim=128),
     "vit_tiny_patch4_32": dict(img_size=32, patch_size=4, num_classes=10, **VIT_SIZES["tiny"]),
