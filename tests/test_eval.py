@@ -72,7 +72,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_checkpoint_rebuilds_the_model(trained_run: Path) -> None:
     model, ckpt = model_from_checkpoint(trained_run / "checkpoint-best.pt")
-    assert ckpt["model_name"] == "vit_micro_patch4_28" and ckpt["classes"] == [str(d) for d in range(10)]
+    assert ckpt["model_name"] == get_recipe("mnist_demo").model and ckpt["classes"] == [str(d) for d in range(10)]
     assert model.num_classes == 10
     with pytest.raises(ValueError, match="no EMA weights"):
         model_from_checkpoint(trained_run / "checkpoint-last.pt", ema=True)
@@ -81,16 +81,16 @@ def test_checkpoint_rebuilds_the_model(trained_run: Path) -> None:
 def test_eval_at_several_resolutions_writes_json_and_png(trained_run: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
     rc = main(["eval", "--checkpoint", str(trained_run / "checkpoint-best.pt"), "--data", "mnist",
-               "--img-size", "28", "32", "--num-workers", "0", "--out", str(tmp_path)])
+               "--img-size", "28", "35", "--num-workers", "0", "--out", str(tmp_path)])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "28px: top-1" in printed and "32px: top-1" in printed
+    assert "28px: top-1" in printed and "35px: top-1" in printed
     doc = json.loads((tmp_path / "eval.json").read_text())
-    r28, r32 = doc["results"]
-    assert (r28["img_size"], r32["img_size"], r28["num_images"]) == (28, 32, 2000)
+    r28, r35 = doc["results"]
+    assert (r28["img_size"], r35["img_size"], r28["num_images"]) == (28, 35, 2000)
     assert 0 <= r28["acc1"] <= r28["acc5"] <= 1 and len(r28["per_class"]) == 10
-    for size in (28, 32):
+    for size in (28, 35):
         assert (tmp_path / f"confusion-{size}.png").is_file()
     # the same numbers through the library, and different ones at another resolution
     again = evaluate_checkpoint(trained_run / "checkpoint-best.pt", "mnist", img_sizes=[28], num_workers=0)
-    assert again[0].acc1 == r28["acc1"] and r28["loss"] != r32["loss"]
+    assert again[0].acc1 == r28["acc1"] and r28["loss"] != r35["loss"]

@@ -187,7 +187,7 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path) -> None:
     b = load_checkpoint(tmp_path / "two" / "checkpoint-last.pt")
     assert b["world_size"] == 2 and a["world_size"] == 1 and a["global_step"] == b["global_step"] == 4
     torch.manual_seed(0)  # the loop's initialisation: seed, then build
-    init = create_model("vit_micro_patch4_28", num_classes=10).state_dict()
+    init = create_model(get_recipe("mnist_demo").model, num_classes=10).state_dict()
     moved = max((v - init[k]).abs().max().item() for k, v in a["model"].items())
     assert moved > 1e-3  # the weights did train
     for k, v in a["model"].items():

@@ -40,7 +40,7 @@ def test_overrides_convert_by_field_type() -> None:
     ("lr=-1", "lr=-1.0: must be positive"),
     ("ema_decay=1", "ema_decay=1.0: must be in [0, 1)"),
     ("layer_decay=0", "layer_decay=0.0: must be in (0, 1]"),
-    ("accum_steps=3", "batch_size=64: must be divisible by accum_steps=3"),
+    ("accum_steps=3", "batch_size=32: must be divisible by accum_steps=3"),
     ("scale=0.9,0.1", "scale=(0.9, 0.1)"),
     ("lr", "not of the form field=value"),
 ])
