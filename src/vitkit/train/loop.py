@@ -343,7 +343,8 @@ class Trainer:
             save_atomic({**self._meta(), "model": src.state_dict(), "weights_from": weights_from, "metrics": row},
                         self.out / "checkpoint-best.pt")
         if self.dist.is_main:
-            plot_curves(self.metrics, self.out / "curves.png", title=f"{cfg.model} on {cfg.data}")
+            plot_curves(self.metrics, self.out / "curves.png",
+                        title=f"{getattr(self.model, 'model_name', cfg.model)} on {cfg.data}")
 
     # ---------------------------------------------------------------------------- state in and out
     def _meta(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,19 +16,33 @@ log = logging.getLogger("vitkit.train")
 
 
 class ProgressBar:
-    """One bar per epoch counting images (so tqdm shows img/s and the epoch's ETA), or nothing when
-    disabled (non-zero ranks, ``progress=false``)."""
+    """One bar per epoch counting images, so tqdm shows img/s and the epoch's ETA. When stderr is not
+    a terminal (a log file, a batch job) it logs a plain line at most every ``log_every`` seconds
+    instead; nothing at all when disabled (ranks other than 0, ``progress=false``)."""
 
-    def __init__(self, total_images: int, desc: str, enabled: bool = True, initial: int = 0) -> None:
+    def __init__(self, total_images: int, desc: str, enabled: bool = True, initial: int = 0,
+                 log_every: float = 60.0) -> None:
+        self.total, self.done, self.desc, self.log_every = total_images, initial, desc, log_every
+        self.start = self.last_log = time.time()
+        self.initial = initial
+        self.tty = enabled and sys.stderr.isatty()
+        self.enabled = enabled
         self.bar = tqdm(total=total_images, initial=initial, desc=desc, unit="img", unit_scale=True,
-                        dynamic_ncols=True, leave=False, file=sys.stderr, smoothing=0.1) if enabled else None
+                        dynamic_ncols=True, leave=False, file=sys.stderr, smoothing=0.1) if self.tty else None
 
     def update(self, images: int, **postfix: Any) -> None:
+        self.done += images
+        text = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()}
         if self.bar is not None:
-            if postfix:
-                self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in postfix.items()},
-                                     refresh=False)
+            if text:
+                self.bar.set_postfix(text, refresh=False)
             self.bar.update(images)
+        elif self.enabled and time.time() - self.last_log >= self.log_every:
+            self.last_log = now = time.time()
+            rate = (self.done - self.initial) / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            log.info("%s: %d/%d images, %.0f img/s, ETA %s%s", self.desc, self.done, self.total, rate,
+                     format_duration(eta), "".join(f", {k} {v}" for k, v in text.items()))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -82,6 +97,10 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     if ax_acc.lines:
         ax_acc.legend()
     ax_acc.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=100)

@@ -34,6 +34,8 @@ class MnistDemo(TrainConfig):
     warmup_epochs: float = 1.0
     min_lr: float = 1e-5
     num_workers: int = 0  # the digits' augmentation is cheap; a worker process would only compete
+    threads: int = 1  # matrices this small gain little from a second thread, and a second thread
+    # stalls badly when the other core is busy (10 vs ~150 img/s measured on a shared 2-core machine)
 
 
 @dataclass
