@@ -195,3 +195,24 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path) -> None:
     ra, rb = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert math.isclose(ra[-1]["train_loss"], rb[-1]["train_loss"], rel_tol=1e-5)
     assert ra[-1]["val_acc1"] == rb[-1]["val_acc1"]  # every val image counted once across the 2 ranks
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("vit_micro_patch4_32", dict(precision="bf16", channels_last=True, layer_decay=0.75, optimizer="sgd")),
+    ("swin_micro_patch2_window4_32", dict(grad_checkpointing=True, layer_decay=0.75, lr_base_batch=64,
+                                          schedule="linear", randaugment=5, random_erasing=0.25)),
+])
+def test_options_run_on_vit_and_swin(tmp_path: Path, model: str, extra: dict) -> None:
+    """bf16 autocast on the CPU, channels-last, gradient checkpointing, layer decay, LR scaling and the
+    heavier augmentations work together for both families (three steps, finite and moving loss)."""
+    tr, va = EmbeddedMNIST("train", mode="RGB"), EmbeddedMNIST("val", mode="RGB")
+    tf = train_transform(32, mean=(0.5,) * 3, std=(0.5,) * 3, preset="cifar", randaugment=extra.get("randaugment", 0),
+                         random_erasing=extra.get("random_erasing", 0.0))
+    cfg = tiny_cfg(model=model, max_steps=3, accum_steps=1, ema_decay=0.0, **extra)
+    res = train(cfg, tmp_path, train_set=SubsetView(tr, range(96), tf),
+                val_set=SubsetView(va, range(32), eval_transform(32, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    row = res.metrics[-1]
+    assert res.global_step == 3 and math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
+    resolved = json.loads((tmp_path / "config.json").read_text())["resolved"]
+    assert resolved["lr"] == pytest.approx(cfg.lr * (32 / 64 if cfg.lr_base_batch else 1))
+    assert resolved["precision"] == ("bf16 autocast" if extra.get("precision") == "bf16" else "fp32")
