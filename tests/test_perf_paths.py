@@ -125,6 +125,43 @@ def test_fused_attention_equals_explicit_softmax(build, size):
     assert_rel(fused, explicit)
 
 
+@pytest.mark.parametrize("build,size", [(tiny_vit, 32), (tiny_swin, 40)])
+def test_fused_residual_inference_equals_module_by_module(build, size, monkeypatch):
+    """In inference the output projections accumulate into the residual stream in place; a hook
+    on a projection (analysis, feature extraction) turns that off, so the two can be compared."""
+    import vitkit.models.swin as swin_mod
+    import vitkit.models.vit as vit_mod
+
+    calls = []
+    for mod in (swin_mod, vit_mod):
+        orig = mod.residual_linear_
+        monkeypatch.setattr(mod, "residual_linear_", lambda *a, orig=orig: calls.append(1) or orig(*a))
+    model = build().eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        fused = model(x)
+        fused_calls = len(calls)
+        seen = []
+        for n, m in model.named_modules():
+            if n.endswith("attn.proj"):
+                m.register_forward_hook(lambda *a: seen.append(1))
+        plain = model(x)
+    assert fused_calls == 2 * len(seen) > 0 and len(calls) == fused_calls  # fused, then module by module
+    assert_rel(fused, plain)
+
+
+def test_stages_and_blocks_leave_the_callers_tensor_alone():
+    swin, vit = tiny_swin().eval(), tiny_vit().eval()
+    maps = torch.randn(1, 7, 7, 24)  # stage 0 of Swin takes the map as is (no merging, one window)
+    tokens = torch.randn(2, 65, 64)
+    saved = maps.clone(), tokens.clone()
+    with torch.no_grad():
+        swin.stages[0](maps)
+        vit.blocks[0](tokens)
+    torch.testing.assert_close(maps, saved[0], rtol=0, atol=0)
+    torch.testing.assert_close(tokens, saved[1], rtol=0, atol=0)
+
+
 # ------------------------------------------------------------------------ ViT and patch embedding
 def test_vit_chunked_inference_equals_one_piece():
     model = tiny_vit().eval()

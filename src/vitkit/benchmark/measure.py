@@ -49,19 +49,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, reps: int = 5) -> float:
-    """Median FLOP/s of an n×n by n×n matmul: the machine's practical peak at the current threads."""
+PEAK_N = 2048  # side of the square matmul that measures the machine's peak
+
+
+def matmul_call(device: torch.device, dtype: torch.dtype = torch.float32, n: int = PEAK_N) -> Callable[[], Any]:
+    """One n×n by n×n matmul (2n³ FLOPs): timed among the models' calls, it gives the machine's
+    practical peak under the same load (see :func:`time_alternating`)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    times = []
-    for i in range(reps + 1):
-        synchronize(device)
-        t0 = time.perf_counter()
-        a @ b
-        synchronize(device)
-        if i:  # the first call warms up
-            times.append(time.perf_counter() - t0)
-    return 2 * n**3 / statistics.median(times)
+    return lambda: a @ b
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int = PEAK_N, reps: int = 5) -> float:
+    """Median FLOP/s of an n×n by n×n matmul: the machine's practical peak at the current threads."""
+    return 2 * n**3 / time_alternating({"mm": matmul_call(device, dtype, n)}, reps, 1, device)["mm"].median
 
 
 @dataclass

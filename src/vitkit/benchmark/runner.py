@@ -160,17 +160,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None)
     result: dict[str, Any] = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                               "config": asdict(cfg), "machine": machine_info(device),
                               "load_before": measure.load_average(), "models": []}
-    if cfg.matmul_peak:
-        result["matmul_peak_flops"] = measure.matmul_peak(device, DTYPES[cfg.dtype])
-        log(f"matmul peak {result['matmul_peak_flops'] / 1e9:.1f} GFLOP/s")
     for name in cfg.models:
-        result["models"].append(_run_model(name, cfg, device, result.get("matmul_peak_flops"), log))
+        result["models"].append(_run_model(name, cfg, device, log))
     result["load_after"] = measure.load_average()
     return result
 
 
-def _run_model(name: str, cfg: BenchConfig, device: torch.device, peak: float | None,
-               log: Callable[[str], None]) -> dict[str, Any]:
+def _run_model(name: str, cfg: BenchConfig, device: torch.device, log: Callable[[str], None]) -> dict[str, Any]:
     vk = _vitkit_model(name, cfg)
     x = _input(vk, cfg, device)
     entry: dict[str, Any] = {"model": name, "input": list(x.shape), "rows": {}}
@@ -197,7 +193,14 @@ def _run_model(name: str, cfg: BenchConfig, device: torch.device, peak: float | 
             t0 = time.perf_counter()
             fn()
             entry["rows"][impl]["compile_s"] = time.perf_counter() - t0
-    timings = measure.time_alternating(steps, cfg.rounds, cfg.warmup, device)
+    timed = dict(steps)
+    if cfg.matmul_peak:  # the peak is measured in the same rounds, under the same load
+        timed["matmul peak"] = measure.matmul_call(device, DTYPES[cfg.dtype])
+    timings = measure.time_alternating(timed, cfg.rounds, cfg.warmup, device)
+    peak = None
+    if cfg.matmul_peak:
+        peak = entry["matmul_peak_flops"] = 2 * measure.PEAK_N**3 / timings.pop("matmul peak").median
+        log(f"matmul peak during these rounds: {peak / 1e9:.1f} GFLOP/s")
     base = timings.get("vitkit")
     for impl, t in timings.items():
         row = entry["rows"][impl]
@@ -224,20 +227,24 @@ def _run_model(name: str, cfg: BenchConfig, device: torch.device, peak: float | 
     return entry
 
 
+def _num(v: float | None) -> str:
+    return "?" if v is None else f"{v:.1f}"
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """One table per model: throughput, paired speedup of vitkit, share of the matmul peak."""
     cfg, m = result["config"], result["machine"]
-    peak = result.get("matmul_peak_flops")
     lines = [f"{cfg['mode']}, batch {cfg['batch_size']}, {cfg['dtype']}, threads {m['torch_threads']}, "
              f"device {cfg['device']}{', channels-last' if cfg['channels_last'] else ''}"
              f"{', torch.compile' if cfg['compile'] else ''}{', grad checkpointing' if cfg['grad_checkpointing'] else ''}"
              f"{', malloc tuned' if cfg.get('malloc_tune') else ''}; "
              f"{cfg['rounds']} alternating rounds; {result['date']}; {m.get('gpu') or m.get('cpu')}, torch {m['torch']}; "
-             f"load avg {result['load_before']} → {result['load_after']}"
-             + (f"; matmul peak {peak / 1e9:.1f} GFLOP/s" if peak else ""), ""]
+             f"load avg {_num(result['load_before'])} → {_num(result['load_after'])}", ""]
     for e in result["models"]:
+        peak = e.get("matmul_peak_flops")
         lines += [f"**{e['model']}** — input {tuple(e['input'])}, forward {e['flops_per_image_forward'] / 1e9:.2f} "
-                  "GFLOP/image", "",
+                  "GFLOP/image" + (f"; {cfg['dtype']} matmul peak in the same rounds {peak / 1e9:.1f} GFLOP/s"
+                                   if peak else ""), "",
                   "| impl | img/s | ms/batch (median) | vitkit speedup (paired median: wall, CPU time) | "
                   "% of matmul peak | CPU share | peak memory (MB) | max abs diff vs vitkit |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]

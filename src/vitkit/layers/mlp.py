@@ -24,10 +24,14 @@ class Mlp(nn.Module):
         self.drop2 = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.hidden(x)))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation before ``fc2``: fc1 → GELU → dropout."""
         h = self.fc1(x)
         if not torch.is_grad_enabled() and isinstance(self.act, nn.GELU) and not self.act._forward_hooks:
             # inference: GELU in place, one 4×-wide activation buffer instead of two
             h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
         else:
             h = self.act(h)
-        return self.drop2(self.fc2(self.drop1(h)))
+        return self.drop1(h)

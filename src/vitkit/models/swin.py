@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import DropPath, Mlp, PatchEmbed
-from ..layers.attention import attention
+from ..layers.attention import attention, no_hooks, residual_linear_
 from ..layers.patch_embed import to_2tuple
 from ..layers.window import (
     MASK_VALUE,
@@ -125,6 +125,10 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B * nW, N, C) windows; mask: boolean (nW, N, N) or None."""
+        return self.proj_drop(self.proj(self.heads(x, wh, ww, mask)))
+
+    def heads(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """Everything before the output projection: (B * nW, N, C)."""
         BnW, N, C = x.shape
         h, hd = self.num_heads, self.head_dim
         qkv = self.qkv(x).view(BnW, N, 3, h, hd)
@@ -143,8 +147,7 @@ class WindowAttention(nn.Module):
             if nW > 1:  # the fused kernel takes a 4-D mask (a 3-D or 5-D one sends it to a slow path)
                 bias = self._batched(bias, BnW)
             out, _ = attention(q, k, v, bias, dropout_p=dropout_p)
-        out = out.transpose(1, 2).reshape(BnW, N, C)  # a view when the kernel wrote (B*nW, N, heads, hd)
-        return self.proj_drop(self.proj(out))
+        return out.transpose(1, 2).reshape(BnW, N, C)  # a view when the kernel wrote (B*nW, N, heads, hd)
 
 
 class SwinBlock(nn.Module):
@@ -180,19 +183,31 @@ class SwinBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def forward_windows(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
-                        chunk: int = 0) -> torch.Tensor:
+                        chunk: int = 0, inplace: bool = False) -> torch.Tensor:
         """The same block on (B, nW·N, C) tokens already in this block's window order (see
         :class:`SwinStage`): no padding, shift or partition work here. ``chunk`` > 0 (inference
         only) runs ``chunk`` images at a time into one output, so the block's intermediates (the
         4C-wide MLP activation above all) stay small and cache-resident instead of being allocated
-        afresh at full batch size."""
-        B = x.shape[0]
+        afresh at full batch size. ``inplace`` (the caller owns ``x``): in inference the output
+        projections accumulate into ``x`` itself (:func:`residual_linear_`)."""
+        B, L, C = x.shape
+        if inplace and self.fusable() and (chunk <= 0 or chunk >= B):
+            rows = x.view(B * L, C)
+            residual_linear_(rows, self.attn.heads(self.norm1(x).view(-1, wh * ww, C), wh, ww, mask).view(B * L, C),
+                             self.attn.proj)
+            residual_linear_(rows, self.mlp.hidden(self.norm2(x)).view(B * L, -1), self.mlp.fc2)
+            return x
         if chunk <= 0 or chunk >= B:
             return self._tokens(x, wh, ww, mask)
         out = torch.empty_like(x)
         for b in range(0, B, chunk):
             self._tokens(x[b: b + chunk], wh, ww, mask, out=out[b: b + chunk])
         return out
+
+    def fusable(self) -> bool:
+        """Inference without hooks or tracing: the fused residual path computes the same."""
+        return (not torch.is_grad_enabled() and not self.training and not torch.compiler.is_compiling()
+                and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
 
     def _tokens(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
                 out: torch.Tensor | None = None) -> torch.Tensor:
@@ -287,13 +302,14 @@ class SwinStage(nn.Module):
             chunk = inference_chunk(B, Hp * Wp, self.blocks[0].mlp.fc1.out_features, x.element_size(),
                                     chunk_budget(self.chunk_bytes))
         order = None
+        owned = Hp != H or Wp != W or not isinstance(self.downsample, nn.Identity)  # x is no caller's tensor
         for blk in self.blocks:
             g = geo[blk.shifted]
             g = None if g[1] == Wp and g[2] == g[3] == 0 else g  # one window column, no shift: row-major
             if g != order:
                 x = x.index_select(1, self._perm(H, W, order, g, x.device))  # (B, L, C) in g's order
-                order = g
-            x = self._run(blk.forward_windows, x, wh, ww, masks[blk.shifted], chunk)
+                order, owned = g, True
+            x = self._run(blk.forward_windows, x, wh, ww, masks[blk.shifted], chunk, owned)
         if order is not None:
             x = x.index_select(1, self._perm(H, W, order, None, x.device))
         x = x.view(B, Hp, Wp, C)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
+from ..layers.attention import no_hooks, residual_linear_
 from ..layers.patch_embed import to_2tuple
 from ..registry import register
 from .resnet_stem import ResNetStem
@@ -80,10 +81,23 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace`` (the caller owns ``x``): in inference the output projections accumulate into
+        ``x`` itself (:func:`residual_linear_`) — same sums, no temporaries."""
+        if inplace and self.fusable():
+            B, N, C = x.shape
+            rows = x.view(B * N, C)
+            residual_linear_(rows, self.attn.heads(self.norm1(x)).view(B * N, C), self.attn.proj)
+            residual_linear_(rows, self.mlp.hidden(self.norm2(x)).view(B * N, -1), self.mlp.fc2)
+            return x
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x
+
+    def fusable(self) -> bool:
+        """Inference without LayerScale, hooks or tracing: the fused residual path computes the same."""
+        return (not torch.is_grad_enabled() and not self.training and isinstance(self.ls1, nn.Identity)
+                and not torch.compiler.is_compiling() and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
 
 
 class VisionTransformer(nn.Module):
@@ -271,8 +285,10 @@ class VisionTransformer(nn.Module):
         return self._trunk(x)
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Blocks and final norm on tokens this model made (so blocks may update them in place)."""
+        checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
         for blk in self.blocks:
-            x = self._run_block(blk, x)
+            x = self._run_block(blk, x) if checkpointed else blk(x, inplace=True)
         return self.norm(x)
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
