@@ -52,6 +52,10 @@ def test_analyze_command_writes_pngs(model, image_folder, tmp_path):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["images"] == 3 and len(summary["mean_attention_distance_px"]) in (6, 8)
+    if model.startswith("vit"):  # 7×7 patches of 4 px: mean pairwise distance, by loops
+        pts = [(4 * r, 4 * c) for r in range(7) for c in range(7)]
+        pairwise = sum(((a - c) ** 2 + (b - d) ** 2) ** 0.5 for a, b in pts for c, d in pts) / len(pts) ** 2
+        assert summary["uniform_attention_distance_px"] == pytest.approx(pairwise, rel=1e-5)
 
 
 def test_missing_weights_file_is_a_clear_error(image_folder, capsys):

@@ -74,10 +74,12 @@ def plot_rollout(images: torch.Tensor, maps: torch.Tensor, path: str | Path, *, 
 
 
 def plot_attention_distance(distances: Sequence[torch.Tensor], path: str | Path, *, image_size: int | None = None,
-                            stages: Sequence[int] | None = None, title: str = "Mean attention distance") -> Path:
+                            stages: Sequence[int] | None = None, uniform: float | None = None,
+                            title: str = "Mean attention distance") -> Path:
     """Fig. 7 right: network depth (layer) on x, mean attention distance in pixels on y, one dot
     per head, coloured by head index. ``stages`` (Swin: the stage of each layer) draws the stage
-    boundaries."""
+    boundaries; ``uniform`` draws the distance of uniform attention over all patches (the mean
+    pairwise patch distance) as a dashed reference line."""
     from matplotlib import colormaps
 
     fig = _figure(5.0, 3.8)
@@ -89,6 +91,8 @@ def plot_attention_distance(distances: Sequence[torch.Tensor], path: str | Path,
         for h, v in enumerate(d.tolist()):
             ax.scatter(layer, v, s=16, color=cmap(h % cmap.N), label=None if h in labelled else f"head {h + 1}")
             labelled.add(h)
+    if uniform is not None:
+        ax.axhline(uniform, color="gray", lw=1, ls="--", label=f"uniform attention ({uniform:.1f} px)")
     if stages is not None:
         for layer in range(1, len(stages)):
             if stages[layer] != stages[layer - 1]:
@@ -105,7 +109,7 @@ def plot_attention_distance(distances: Sequence[torch.Tensor], path: str | Path,
     ax.set_ylim(0, image_size if image_size else None)
     ax.grid(alpha=0.3)
     if heads <= 16:
-        ax.legend(fontsize=7, ncol=2 if heads > 6 else 1, loc="lower right")
+        ax.legend(fontsize=7, ncol=2 if heads > 5 else 1, loc="lower right")
     ax.set_title(title)
     return _save(fig, path)
 

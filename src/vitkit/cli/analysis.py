@@ -193,7 +193,7 @@ def _load_images(specs: list[str], model: torch.nn.Module, limit: int, data_root
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from ..analysis import (attention_distance, attention_layers, patch_embedding_components,
+    from ..analysis import (attention_distance, attention_layers, patch_distances, patch_embedding_components,
                             position_embedding_similarity, rollout_map)
     from ..analysis import plots
 
@@ -214,8 +214,12 @@ def run_analyze(args: argparse.Namespace) -> int:
     dist = attention_distance(model, batches)
     layers = attention_layers(model)
     stages = [layer.stage for layer in layers] if layers[0].windowed else None
+    uniform = None
+    if not layers[0].windowed:  # reference: every query attending all patches equally
+        grid = (x.shape[-2] // model.stride, x.shape[-1] // model.stride)
+        uniform = float(patch_distances(grid, model.stride).mean())
     written.append(plots.plot_attention_distance(dist, out / "attention_distance.png", image_size=images.shape[-1],
-                                                 stages=stages,
+                                                 stages=stages, uniform=uniform,
                                                  title=f"Mean attention distance ({len(x)} images)\n{name}"))
     try:
         sim = position_embedding_similarity(model)
@@ -229,7 +233,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     except ValueError as e:
         log.warning("skipping the embedding-filter figure: %s", e)
     summary = {"model": args.model, "weights": args.weights, "images": len(x),
-               "mean_attention_distance_px": [d.tolist() for d in dist]}
+               "mean_attention_distance_px": [d.tolist() for d in dist], "uniform_attention_distance_px": uniform}
     (out / "analysis.json").write_text(json.dumps(summary, indent=2))
     for p in written:
         print(p)
