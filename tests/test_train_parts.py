@@ -171,3 +171,29 @@ def test_config_dict_round_trip() -> None:
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown config field"):
         TrainConfig.from_dict({"nope": 1})
+
+
+def test_cli_train_then_resume_checks_the_saved_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``vitkit train`` on an image folder, then ``--resume``: the saved config is reloaded (recipe
+    included), a changed training field is refused, runtime fields may change."""
+    from PIL import Image
+
+    from vitkit.data import EmbeddedMNIST
+
+    digits = EmbeddedMNIST("train")
+    for i in range(24):
+        d = tmp_path / "data" / f"class{digits.targets[i] % 3}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(digits.load(i)[0].numpy()).save(d / f"{i}.png")
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tmp_path / "data"), "--out", str(out), "--batch-size", "8", "--epochs", "1",
+            "val_fraction=0.25", "num_workers=0", "progress=false"]
+    assert main(args) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["recipe"] == "mnist_demo" and cfg["resolved"]["classes"] == ["class0", "class1", "class2"]
+    assert cfg["resolved"]["train_images"] + cfg["resolved"]["val_images"] == 24
+    assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "lr=0.1"]) == 2
+    assert "cannot change lr when resuming" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "num_workers=1"]) == 0  # already complete: nothing to do
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1

@@ -78,7 +78,8 @@ def plot_confusion_matrix(counts: torch.Tensor, class_names: Sequence[str], path
             for p in range(K):
                 v = m[t, p].item()
                 if v > 0:
-                    ax.text(p, t, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
+                    label = (f"{v:.2f}" if v >= 0.005 else "<.01") if normalize else f"{int(v)}"
+                    ax.text(p, t, label, ha="center", va="center",
                             fontsize=7, color="white" if v > 0.5 * float(m.max()) else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.savefig(path, dpi=100)

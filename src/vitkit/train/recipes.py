@@ -20,8 +20,10 @@ class MnistDemo(TrainConfig):
     Command:  ``vitkit train`` (no arguments)
     Data:     the official MNIST test set, split 8,000 train / 2,000 held out (image i held out when
               i % 5 == 4); no download.
-    Time:     EXPECTED_TIME
-    Accuracy: EXPECTED_ACC
+    Time:     about 4 minutes on one free CPU core: measured 250 s of CPU time (one thread), which was
+              19.5 min of wall time on a 2-core machine shared with ~8 other busy processes.
+    Accuracy: 97.5% on the 2,000 held-out images after the last epoch, 97.8% at the best epoch
+              (measured; checkpoint-best.pt keeps the best).
     """
 
     model: str = "vit_micro_patch7_gap_28"
@@ -74,7 +76,7 @@ class Cifar10ViT(TrainConfig):
 class Cifar10ViTCPU(Cifar10ViT):
     """CIFAR-10 on a CPU: the ViT recipe cut to a short schedule that a laptop finishes — ViT-micro/4
     (6 blocks, D=64, 0.2M parameters), 5 epochs, pad-and-crop + flip and label smoothing only
-    (RandAugment, Mixup/CutMix and random erasing slow a short schedule down more than they help).
+    (RandAugment, Mixup/CutMix and random erasing are meant for long schedules and are off here).
 
     Command:  ``vitkit train --recipe cifar10_vit_cpu --data PATH``
     Time:     EXPECTED_TIME
