@@ -127,7 +127,7 @@ class RunFolder:
             pts = [(r["iter"], r[key]) for r in rows if r.get(key) is not None and not math.isnan(r[key])]
             if pts:
                 axes[1].plot(*zip(*pts), marker="o", label=key)
-        axes[1].set(xlabel="iteration", ylabel="validation", title="validation")
+        axes[1].set(xlabel="iteration", ylabel="score (0–1)", title="evaluation")
         axes[1].legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         fig.savefig(self.dir / "curves.png", dpi=90)
