@@ -134,7 +134,9 @@ def mask_rcnn_coco8_smoke() -> DetRecipe:
     """Smoke run on coco8-seg (4 train / 4 val images): a narrow Swin, 320-pixel images, small RoI
     heads, trained long enough to overfit the 4 training images. It proves the pipeline (data,
     losses, AP, overlays), not accuracy. Command: ``vitkit detect train --recipe
-    mask_rcnn_coco8_smoke data=../shared/data/coco8/coco8-seg``. Time and AP: docs/dense.md."""
+    mask_rcnn_coco8_smoke data=../shared/data/coco8/coco8-seg``. Measured (docs/dense.md): train box
+    AP 0.80 / mask AP 0.65 after 150 epochs, 19 CPU-minutes (88 min wall on a shared 2-core CPU);
+    validation AP 0 by construction (coco8's val classes are absent from its 4 training images)."""
     return DetRecipe(
         model="swin_tiny_patch4_window7_224",
         model_kwargs=dict(embed_dim=48, depths=(2, 2, 2, 2), num_heads=(2, 4, 8, 16), drop_path_rate=0.0),
