@@ -187,6 +187,7 @@ class Trainer:
         _seed_everything(cfg.seed + self.dist.rank)  # dropout, drop-path, Mixup differ across ranks
         self._boundary_rng = get_rng_state()
         self.grad_norm = 0.0
+        self._last_batch: Any = None
         if resume:
             self._load_state(self.out / "checkpoint-last.pt")
         elif self.dist.is_main:
@@ -255,10 +256,14 @@ class Trainer:
         try:
             with no_sync:
                 with self._autocast():
-                    if isinstance(batch, dict) and len(batch.get("target", [0])) == 0:
-                        loss, n = sum(p.sum() for p in self.model.parameters()) * 0.0, 0  # all images skipped
+                    if isinstance(batch, dict) and len(batch.get("target", [0])) == 0:  # every image unreadable:
+                        # a zero-weighted pass over the previous batch keeps DDP's backward in step
+                        loss = (self.task.training_loss(self.forward_model, self._last_batch)[0] if self._last_batch
+                                else sum(p.sum() for p in self.model.parameters())) * 0.0
+                        n = 0
                     else:
                         loss, n = self.task.training_loss(self.forward_model, batch)
+                        self._last_batch = batch
                 self._check_loss(loss, n)
                 self.scaler.scale(loss / self.cfg.accum_steps).backward()
         except torch.OutOfMemoryError as e:
