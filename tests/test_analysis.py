@@ -221,6 +221,18 @@ def test_swin_rollout_equals_the_dense_product_over_blocks_and_merges():
     torch.testing.assert_close(rollout_map(model, x), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_vit_rollout_map_reads_the_class_row_or_the_pooled_rows():
+    x = torch.randn(2, 3, 32, 32)
+    for pool in ("token", "avg"):
+        model = _vit(global_pool=pool)
+        with torch.no_grad(), capture_attention(model, "all") as rec:
+            model(x)
+        full = attention_rollout([rec.maps[i] for i in range(6)])
+        p = model.num_prefix_tokens
+        expected = full[:, 0, 1:] if pool == "token" else full[:, p:, p:].mean(1)
+        torch.testing.assert_close(rollout_map(model, x), expected.reshape(2, 8, 8))
+
+
 def test_rollout_maps_are_distributions_over_patches():
     swin = rollout_map(_swin(), torch.randn(2, 3, 36, 36))
     assert swin.shape == (2, 18, 18)
