@@ -108,7 +108,7 @@ def test_torchrun_two_gloo_processes_score_like_one(seg_folder, tmp_path):
     assert json.loads(scores.read_text())["mIoU"] == pytest.approx(row["val_mIoU"], abs=1e-12)
 
 
-def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(seg_folder, tmp_path, monkeypatch,
+def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_finishes(seg_folder, tmp_path, monkeypatch,
                                                                                capsys):
     import torch
 
@@ -128,3 +128,7 @@ def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(se
     assert main(argv) == 1
     assert "loss is nan at iteration 2" in capsys.readouterr().err
     assert torch.load(run / "checkpoint-last.pt", weights_only=True)["iter"] == 2
+    monkeypatch.setattr(ts, "seg_loss", real)
+    assert main(argv + ["--resume"]) == 0  # continues from iteration 2 to the end
+    assert [r["iter"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [2, 4]
+    assert torch.load(run / "checkpoint-last.pt", weights_only=True)["iter"] == 4
