@@ -47,6 +47,11 @@ def no_hooks(*modules: nn.Module) -> bool:
     return not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
+def autocast_active() -> bool:
+    """True inside ``torch.autocast`` on any device: the in-place fused paths need one dtype."""
+    return any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda"))
+
+
 def residual_linear_(x: torch.Tensor, a: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """``x += linear(a)`` in place on 2-D (rows, features) tensors: the matmul accumulates straight
     into the residual stream (no temporary, no separate sum). For inference (no autograd)."""

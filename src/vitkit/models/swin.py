@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import DropPath, Mlp, PatchEmbed
-from ..layers.attention import attention, no_hooks, residual_linear_
+from ..layers.attention import attention, autocast_active, no_hooks, residual_linear_
 from ..layers.patch_embed import to_2tuple
 from ..layers.window import (
     MASK_VALUE,
@@ -96,7 +96,7 @@ class WindowAttention(nn.Module):
         valid for the same sizes, dtype, device, mask object and table version.
         """
         table = self.relative_position_bias_table
-        cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling()
+        cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling() and not autocast_active()
         if cacheable:
             key = (wh, ww, dtype, table.device, table._version, torch.is_inference_mode_enabled())
             hit = self._mask_cache.get(key)
@@ -206,7 +206,7 @@ class SwinBlock(nn.Module):
 
     def fusable(self) -> bool:
         """Inference without hooks or tracing: the fused residual path computes the same."""
-        return (not torch.is_grad_enabled() and not self.training and not torch.compiler.is_compiling()
+        return (not torch.is_grad_enabled() and not self.training and not torch.compiler.is_compiling() and not autocast_active()
                 and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
 
     def _tokens(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
@@ -298,7 +298,7 @@ class SwinStage(nn.Module):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
         x = x.reshape(B, Hp * Wp, C)  # (B, L, C), row-major
         chunk = 0
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
             chunk = inference_chunk(B, Hp * Wp, self.blocks[0].mlp.fc1.out_features, x.element_size(),
                                     chunk_budget(self.chunk_bytes))
         order = None

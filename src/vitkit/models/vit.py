@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
-from ..layers.attention import no_hooks, residual_linear_
+from ..layers.attention import autocast_active, no_hooks, residual_linear_
 from ..layers.patch_embed import to_2tuple
 from ..registry import register
 from .resnet_stem import ResNetStem
@@ -97,7 +97,7 @@ class Block(nn.Module):
     def fusable(self) -> bool:
         """Inference without LayerScale, hooks or tracing: the fused residual path computes the same."""
         return (not torch.is_grad_enabled() and not self.training and isinstance(self.ls1, nn.Identity)
-                and not torch.compiler.is_compiling() and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
+                and not torch.compiler.is_compiling() and not autocast_active() and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
 
 
 class VisionTransformer(nn.Module):
@@ -277,7 +277,7 @@ class VisionTransformer(nn.Module):
         x, _ = self._embed(x)
         B, N, _ = x.shape
         chunk = 0
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
             chunk = inference_chunk(B, N, self.blocks[0].mlp.fc1.out_features if len(self.blocks) else 0,
                                     x.element_size(), chunk_budget(self.chunk_bytes))
         if chunk:
