@@ -79,8 +79,10 @@ class Cifar10ViTCPU(Cifar10ViT):
     (RandAugment, Mixup/CutMix and random erasing are meant for long schedules and are off here).
 
     Command:  ``vitkit train --recipe cifar10_vit_cpu --data PATH``
-    Time:     EXPECTED_TIME
-    Accuracy: EXPECTED_ACC
+    Time:     about 20 minutes on one free CPU core: measured 20.3 min of CPU time (one thread plus one
+              data worker), 74 min of wall time on a 2-core machine shared with other jobs.
+    Accuracy: 61.2% top-1 / 96.6% top-5 on the 10,000 test images (measured on the image-folder copy
+              of CIFAR-10; benchmarks/train_cifar10.md).
     """
 
     model: str = "vit_micro_patch4_32"
