@@ -216,3 +216,20 @@ def test_options_run_on_vit_and_swin(tmp_path: Path, model: str, extra: dict) ->
     resolved = json.loads((tmp_path / "config.json").read_text())["resolved"]
     assert resolved["lr"] == pytest.approx(cfg.lr * (32 / 64 if cfg.lr_base_batch else 1))
     assert resolved["precision"] == ("bf16 autocast" if extra.get("precision") == "bf16" else "fp32")
+
+
+def test_ctrl_c_saves_where_the_run_stands(tmp_path: Path) -> None:
+    seen = {}
+
+    def interrupt(trainer: Trainer) -> None:
+        if trainer.global_step == 3:
+            seen["model"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+            raise KeyboardInterrupt
+
+    train_set, val_set = tiny_sets(128, 32)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(accum_steps=1, ema_decay=0.0), tmp_path, train_set=train_set, val_set=val_set,
+              callbacks=[interrupt])
+    ck = load_checkpoint(tmp_path / "checkpoint-last.pt")
+    assert (ck["global_step"], ck["step_in_epoch"], ck["epoch"]) == (3, 3, 0)
+    assert all(torch.equal(v, seen["model"][k]) for k, v in ck["model"].items())
