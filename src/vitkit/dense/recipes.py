@@ -111,8 +111,9 @@ def upernet_camvid_cpu() -> SegRecipe:
     Swin (C = 32, depths 2/2/2/2, heads 1/2/4/8, window 7, 4×4 patches) with a 96-channel UperNet,
     192×192 crops, batch 8, 1600 iterations (~35 epochs), whole-image evaluation at 480×360.
     Command: ``vitkit segment train --recipe upernet_camvid_cpu
-    data=../shared/data/camvid/camvid-trainval.tar``. Time and mIoU: docs/dense.md (measured on a
-    shared 2-core CPU, 1 thread: about an hour)."""
+    data=../shared/data/camvid/camvid-trainval.tar``. Measured (docs/dense.md): val mIoU 0.364,
+    pixel accuracy 0.808; 47 CPU-minutes on 1 thread (2 h 15 min wall on a heavily shared 2-core
+    CPU)."""
     return SegRecipe(
         model="swin_tiny_patch4_window7_224",
         model_kwargs=dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), drop_path_rate=0.1),
