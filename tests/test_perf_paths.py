@@ -125,6 +125,32 @@ def test_fused_attention_equals_explicit_softmax(build, size):
     assert_rel(fused, explicit)
 
 
+@pytest.mark.parametrize("pairs", [1, 3, 8, 256])
+@pytest.mark.parametrize("size", [(56, 56), (40, 52)])
+def test_swin_chunked_window_attention_equals_fused_kernel(pairs, size, monkeypatch):
+    """Inference attention runs in chunks of (window, head) pairs; chunks smaller than an image's
+    windows (mask slices) and larger (mask repeated over images), with and without shift masks
+    and padding, against the fused kernel and against the explicit softmax."""
+    import vitkit.models.swin as swin_mod
+
+    model = tiny_swin().eval()
+    x = torch.randn(3, 3, *size)
+    with torch.inference_mode():
+        monkeypatch.setattr(swin_mod, "ATTENTION_CHUNK_PAIRS", pairs)
+        chunked = model(x)
+        again = model(x)  # cached masks
+        monkeypatch.setattr(swin_mod.WindowAttention, "_attention_in_chunks",
+                            lambda self, q, k, v, bias: swin_mod.attention(
+                                q, k, v, self._batched(bias, q.shape[0]) if bias.shape[0] > 1 else bias)[0]
+                            .transpose(1, 2).contiguous())
+        fused = model(x)
+        set_all(model, capture=True)
+        explicit = model(x)
+    assert_rel(chunked, fused)
+    assert_rel(chunked, explicit)
+    torch.testing.assert_close(again, chunked, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("build,size", [(tiny_vit, 32), (tiny_swin, 40)])
 def test_fused_residual_inference_equals_module_by_module(build, size, monkeypatch):
     """In inference the output projections accumulate into the residual stream in place; a hook
@@ -146,8 +172,47 @@ def test_fused_residual_inference_equals_module_by_module(build, size, monkeypat
             if n.endswith("attn.proj"):
                 m.register_forward_hook(lambda *a: seen.append(1))
         plain = model(x)
-    assert fused_calls == 2 * len(seen) > 0 and len(calls) == fused_calls  # fused, then module by module
+    tail = 1 if build is tiny_vit else 0  # ViT's last block runs the class-token tail instead
+    assert fused_calls == 2 * (len(seen) - tail) > 0 and len(calls) == fused_calls  # fused, then module by module
     assert_rel(fused, plain)
+
+
+@pytest.mark.parametrize("kw", [{}, {"init_values": 0.1}, {"representation_size": 48}, {"drop_path_rate": 0.2}])
+def test_vit_class_token_tail_equals_full_last_block(kw):
+    """model(x) runs the last block on the [class] token's row only (the head reads nothing
+    else): logits and every gradient equal the full path's (forward_features → forward_head)."""
+    model = tiny_vit(**kw)
+    assert model._class_token_tail()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        model.eval()
+        assert_rel(model(x), model.forward_head(model.forward_features(x)))
+    model.train()
+    results = []
+    for tail in (True, False):
+        model.zero_grad()
+        torch.manual_seed(0)  # the same stochastic-depth draws (one per image, whatever the tokens)
+        out = model(x) if tail else model.forward_head(model.forward_features(x))
+        out.square().mean().backward()
+        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert_rel(results[0][0], results[1][0])
+    for name, g in results[1][1].items():
+        assert_rel(results[0][1][name], g, 1e-4 if g.norm() < 1e-3 else 1e-5)
+
+
+def test_vit_class_token_tail_steps_aside_for_watchers():
+    model = tiny_vit().eval()
+    gap = vitkit.create_model("vit_micro_patch7_gap_28")
+    assert not gap._class_token_tail()  # average pooling reads every token
+    seen = []
+    handle = model.blocks[-1].mlp.register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    assert not model._class_token_tail()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+    assert seen == [torch.Size([2, 65, 64])]  # the hook saw every token
+    handle.remove()
+    model.blocks[-1].attn.capture = True
+    assert not model._class_token_tail()
 
 
 def test_stages_and_blocks_leave_the_callers_tensor_alone():

@@ -88,9 +88,22 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return self.proj_drop(self.proj(self.heads(x, bias)))
 
-    def heads(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """Everything before the output projection: the heads' outputs side by side, (B, N, C)."""
+    def heads(self, x: torch.Tensor, bias: torch.Tensor | None = None, queries: int | None = None) -> torch.Tensor:
+        """Everything before the output projection: the heads' outputs side by side, (B, N, C).
+
+        ``queries`` = n: only the first n tokens ask (their outputs, (B, n, C), are computed; every
+        token is still attended to), for a last block whose other outputs nobody reads."""
         B, N, C = x.shape
+        if queries is not None and queries < N and not self.capture:
+            h, hd = self.num_heads, self.head_dim
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, :queries], w[:C], None if b is None else b[:C])  # row slices: views
+            kv = F.linear(x, w[C:], None if b is None else b[C:]).reshape(B, N, 2, h, hd)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            q = q.reshape(B, queries, h, hd).transpose(1, 2)
+            out, _ = attention(q, k, v, None if bias is None else bias[..., :queries, :],
+                               dropout_p=self.attn_drop if self.training else 0.0)
+            return out.transpose(1, 2).reshape(B, queries, C)
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, hd)
         out, probs = attention(

@@ -94,6 +94,15 @@ class Block(nn.Module):
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x
 
+    def forward_queries(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """The first ``n`` tokens of :meth:`forward`'s output, (B, n, D): only they are projected,
+        attend (to every token) and go through the MLP. For a last block whose other outputs are
+        never read (the [class] token head), it skips ~5/6 of the block's FLOPs; same result."""
+        first = x[:, :n]
+        first = first + self.drop_path(self.ls1(self.attn.proj_drop(self.attn.proj(
+            self.attn.heads(self.norm1(x), queries=n)))))
+        return first + self.drop_path(self.ls2(self.mlp(self.norm2(first))))
+
     def fusable(self) -> bool:
         """Inference without LayerScale, hooks or tracing: the fused residual path computes the same."""
         return (not torch.is_grad_enabled() and not self.training and isinstance(self.ls1, nn.Identity)
@@ -284,12 +293,13 @@ class VisionTransformer(nn.Module):
             return torch.cat([self._trunk(x[i: i + chunk]) for i in range(0, B, chunk)])  # (B, prefix + N, D)
         return self._trunk(x)
 
-    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Blocks and final norm on tokens this model made (so blocks may update them in place)."""
+    def _trunk(self, x: torch.Tensor, blocks: Sequence[nn.Module] | None = None, norm: bool = True) -> torch.Tensor:
+        """Blocks (all by default) and the final norm on tokens this model made (so blocks may
+        update them in place)."""
         checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
-        for blk in self.blocks:
+        for blk in self.blocks if blocks is None else blocks:
             x = self._run_block(blk, x) if checkpointed else blk(x, inplace=True)
-        return self.norm(x)
+        return self.norm(x) if norm else x
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.global_pool == "token":
@@ -303,7 +313,38 @@ class VisionTransformer(nn.Module):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._class_token_tail():
+            return self.forward_head(self._features_for_head(x))
         return self.forward_head(self.forward_features(x))
+
+    def _class_token_tail(self) -> bool:
+        """The head reads the [class] token only, so the last block needs no other output — unless
+        something watches that block (hooks, attention capture) and expects all of them."""
+        if self.global_pool != "token" or not self.blocks:
+            return False
+        last = self.blocks[-1]
+        return not last.attn.capture and no_hooks(*last.modules(), self.norm)
+
+    def _features_for_head(self, x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward_features` gives, for the prefix tokens only: (B, 1, D). All blocks
+        but the last run on every token (as in :meth:`forward_features`), the last on the
+        [class] token's row (:meth:`Block.forward_queries`); forward passes and gradients are the
+        same as the full path's, ~7% fewer FLOPs for 12 blocks."""
+        x, _ = self._embed(x)
+        B, N, _ = x.shape
+        last = self.blocks[-1]
+        chunk = 0
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
+            chunk = inference_chunk(B, N, last.mlp.fc1.out_features, x.element_size(), chunk_budget(self.chunk_bytes))
+        pieces = []
+        for i in range(0, B, chunk or B):
+            t = self._trunk(x[i: i + chunk] if chunk else x, self.blocks[:-1], norm=False)
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                t = checkpoint(last.forward_queries, t, self.num_prefix_tokens, use_reentrant=False)
+            else:
+                t = last.forward_queries(t, self.num_prefix_tokens)
+            pieces.append(self.norm(t))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     def forward_intermediates(
         self,
