@@ -37,12 +37,14 @@ checkpointing)  # activation memory saved by per-block recomputation, batch 32
     bench "ckpt_b32${ck:+_on}" --mode train --models vit_base_patch16_224,swin_tiny_patch4_window7_224 \
           --impls vitkit,timm --batch-size 32 --threads "$THREADS" --rounds 2 --warmup 0 --memory --no-peak $ck
   done ;;
-ablation)   # each speed change before/after (see benchmarks/ablation.py)
+ablation)   # each speed change before/after (see benchmarks/ablation.py): 54b13ae = core models before
+            # any speed work, 772fc98 = before the class-token tail and chunked window attention
   $PY benchmarks/ablation.py --model swin_tiny_patch4_window7_224 --threads "$THREADS" --rounds "$ROUNDS" \
-      --json "$OUT/ablation_swin.json" timm rev:54b13ae head:fast_path=0,chunk_bytes=0 head:chunk_bytes=0 head \
-      | tee "$OUT/ablation_swin.md"
+      --json "$OUT/ablation_swin.json" timm rev:54b13ae rev:772fc98 head | tee "$OUT/ablation_swin.md"
   $PY benchmarks/ablation.py --model vit_base_patch16_224 --threads "$THREADS" --rounds "$ROUNDS" \
-      --json "$OUT/ablation_vit.json" timm rev:54b13ae head:chunk_bytes=0 head | tee "$OUT/ablation_vit.md" ;;
+      --json "$OUT/ablation_vit.json" timm rev:54b13ae rev:772fc98 head | tee "$OUT/ablation_vit.md"
+  $PY benchmarks/ablation.py --model vit_small_patch16_224 --mode train --batch-size 16 --threads "$THREADS" \
+      --rounds "$ROUNDS" --json "$OUT/ablation_vit_train.json" timm rev:772fc98 head | tee "$OUT/ablation_vit_train.md" ;;
 compile)    # torch.compile (inductor) for vitkit and timm
   bench compile_b8 --models vit_base_patch16_224,swin_tiny_patch4_window7_224 --impls vitkit,timm \
         --batch-size 8 --threads "$THREADS" --rounds "$ROUNDS" --compile --no-peak ;;

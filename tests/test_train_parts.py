@@ -197,3 +197,31 @@ def test_cli_train_then_resume_checks_the_saved_config(tmp_path: Path, capsys: p
     assert "cannot change lr when resuming" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "num_workers=1"]) == 0  # already complete: nothing to do
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_keep_freed_memory_makes_large_blocks_reuse_the_heap():
+    """After keep_freed_memory(), a freed 64 MB block is served again from the heap: a second
+    allocation of that size adds no page faults worth its size (glibc only)."""
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, torch, sys\n"
+        "from vitkit.train.allocator import keep_freed_memory\n"
+        "if sys.argv[1] == 'keep': assert keep_freed_memory()\n"
+        "torch.empty(16 << 20).fill_(1.0)\n"  # 64 MB, freed at once
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "torch.empty(16 << 20).fill_(1.0)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+    )
+    faults = {}
+    for mode in ("keep", "default"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
+        if out.returncode != 0 and "AssertionError" in out.stderr:
+            pytest.skip("not glibc: mallopt unavailable")
+        assert out.returncode == 0, out.stderr
+        faults[mode] = int(out.stdout.strip())
+    pages = (64 << 20) // resource.getpagesize()
+    assert faults["keep"] < pages // 10, faults  # reused from the heap
+    assert faults["default"] > 4 * faults["keep"] + 16, faults  # mapped afresh (huge pages or not)

@@ -113,18 +113,12 @@ def paired_speedup(base: Timing, other: Timing, cpu: bool = False) -> float:
 
 
 def tune_glibc_malloc(keep_bytes: int = 1 << 30) -> bool:
-    """Keep freed memory in the heap (glibc ``mallopt``: mmap and trim thresholds raised to
-    ``keep_bytes``) so that big activations are not mapped and faulted in afresh on every call. A
-    process-wide setting, for benchmarks and deployments to opt into — the same effect as
-    ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the environment, or jemalloc/tcmalloc.
-    Returns False where glibc is not the allocator."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, min(keep_bytes, 1 << 30))) and bool(
-        libc.mallopt(M_TRIM_THRESHOLD, 2 * min(keep_bytes, 1 << 30)))
+    """Keep freed memory in the heap so that big activations are not mapped and faulted in afresh
+    on every call (see :mod:`vitkit.train.allocator`). Process-wide: in a benchmark it applies to
+    every implementation alike. Returns False where glibc is not the allocator."""
+    from ..train.allocator import keep_freed_memory
+
+    return keep_freed_memory(keep_bytes)
 
 
 def load_average() -> float | None:

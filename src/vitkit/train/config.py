@@ -81,6 +81,7 @@ class TrainConfig:
     checkpoint_every: int = 0     # >0: also write checkpoint-last.pt every this many steps
     progress: bool = True
     threads: int = 0              # >0: torch CPU threads (0 = torch's default)
+    keep_freed_memory: bool = True  # CPU + glibc: keep freed activations in the heap (vitkit.train.allocator)
 
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
