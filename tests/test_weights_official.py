@@ -74,6 +74,51 @@ def test_hybrid_r50_npz_loads_with_timms_outputs(tmp_path):
 
 
 @torch.no_grad()
+def test_jax_stem_numerics_standardise_like_the_official_code():
+    """stem_numerics='jax': kernels (w - mean) / (std + 1e-5) with the population std over
+    (in, kh, kw), as the official JAX StdConv does, and GroupNorm eps 1e-6 (Flax's default)."""
+    from vitkit.models.resnet_stem import ResNetStem, StdConv2d
+
+    stem = ResNetStem(depths=(1, 1), numerics="jax")
+    assert {m.eps for m in stem.modules() if isinstance(m, torch.nn.GroupNorm)} == {1e-6}
+    conv = stem.conv
+    assert isinstance(conv, StdConv2d)
+    torch.nn.init.normal_(conv.weight, mean=0.3, std=0.02)
+    w = conv.weight.double().numpy().transpose(2, 3, 1, 0)  # HWIO, the .npz layout
+    w_std = (w - w.mean(axis=(0, 1, 2))) / (w.std(axis=(0, 1, 2)) + 1e-5)  # numpy: the JAX formula
+    x = torch.randn(1, 3, 17, 17, dtype=torch.float64)
+    from vitkit.models.resnet_stem import same_pad
+
+    ref = torch.nn.functional.conv2d(same_pad(x, 7, 2), torch.from_numpy(w_std.transpose(3, 2, 0, 1)), stride=2)
+    torch.testing.assert_close(conv.double()(x), ref, rtol=1e-10, atol=1e-10)
+    timm_style = StdConv2d(3, 64, 7, 2).double()
+    timm_style.weight.copy_(conv.weight)
+    assert (timm_style(x) - ref).abs().max() > 1e-6  # the two numerics really differ
+    with pytest.raises(ValueError, match="choose one of"):
+        ResNetStem(numerics="flax")
+
+
+@torch.no_grad()
+def test_official_hybrid_file_builds_with_jax_numerics(tmp_path):
+    from vitkit.registry import get_entry
+    from vitkit.weights.pretrained import build_from_file, get_pretrained
+
+    ref = randomize_(timm.create_model("vit_base_r50_s16_224", depth=1, num_classes=10))
+    path = official_vit_npz_from_timm(ref, tmp_path / "R50+ViT-B_16.npz")
+    entry = get_entry("vit_base_r50_s16_224")
+    model = build_from_file(entry, dict(entry.kwargs, depth=1), path).eval()
+    assert model.stem.numerics == "jax" and model.load_report.ok
+    assert not any("stem_numerics" in n for n in model.load_report.notes)
+    plain = vitkit.create_model("vit_base_r50_s16_224", depth=1, num_classes=10).eval()
+    report = vitkit.load_weights(plain, path)
+    assert any("stem_numerics='jax'" in n for n in report.notes)
+    assert get_pretrained("vit_base_r50_s16_384").model_kwargs["stem_numerics"] == "jax"
+    x = image(batch=1)
+    a, b = model(x), ref(x)  # timm numerics differ from the official ones, slightly
+    assert 0 < float((a - b).norm() / b.norm()) < 1e-2
+
+
+@torch.no_grad()
 def test_official_swin_pth_with_stale_buffers(tmp_path):
     ref = randomize_(timm.create_model("swin_tiny_patch4_window7_224", depths=(2, 2, 2, 2)))
     path = official_swin_pth_from_timm(ref, tmp_path / "swin_tiny_patch4_window7_224.pth", stale_buffers=True)

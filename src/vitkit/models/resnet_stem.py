@@ -3,6 +3,13 @@
 Weight-standardised convolutions with GroupNorm(32), TensorFlow "SAME" padding (the official
 weights were trained with it), post-activation bottleneck units; R50 with stages (3, 4, 9) gives a
 stride-16 map of 1024 channels that the ViT reads as 1×1 patches.
+
+Two numerics, same weights (``numerics``):
+
+- ``"timm"`` (default; timm's port): kernel (w − mean) / sqrt(var + 1e-8), GroupNorm eps 1e-5;
+- ``"jax"`` (the official JAX code that trained the .npz files): (w − mean) / (std + 1e-5), Flax
+  GroupNorm eps 1e-6. Official R50+ViT weights loaded through :func:`vitkit.create_model` with a
+  pretrained tag or file get this one; the outputs differ from timm's by ~1e-3 relative.
 """
 from __future__ import annotations
 
@@ -23,17 +30,32 @@ def same_pad(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
     return x
 
 
-class StdConv2d(nn.Conv2d):
-    """Conv2d whose kernel is standardised per output channel (zero mean, unit variance) on use."""
+NUMERICS = {  # weight-standardisation eps, whether it is added to the std (not the variance), GroupNorm eps
+    "timm": (1e-8, False, 1e-5),
+    "jax": (1e-5, True, 1e-6),
+}
 
-    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, eps: float = 1e-8) -> None:
+
+def _numerics(name: str) -> tuple[float, bool, float]:
+    if name not in NUMERICS:
+        raise ValueError(f"stem numerics {name!r} is not supported; choose one of {', '.join(NUMERICS)}")
+    return NUMERICS[name]
+
+
+class StdConv2d(nn.Conv2d):
+    """Conv2d whose kernel is standardised per output channel (zero mean, unit variance) on use:
+    (w − mean) / sqrt(var + eps), or (w − mean) / (std + eps) with ``eps_on_std``."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, eps: float = 1e-8,
+                 eps_on_std: bool = False) -> None:
         super().__init__(in_chs, out_chs, kernel_size, stride=stride, padding=0, bias=False)
         self.eps = eps
+        self.eps_on_std = eps_on_std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
         var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)
-        w = (w - mean) / torch.sqrt(var + self.eps)
+        w = (w - mean) / (torch.sqrt(var) + self.eps if self.eps_on_std else torch.sqrt(var + self.eps))
         x = same_pad(x, self.kernel_size[0], self.stride[0])
         return F.conv2d(x, w, None, self.stride)
 
@@ -41,20 +63,21 @@ class StdConv2d(nn.Conv2d):
 class Bottleneck(nn.Module):
     """1×1 → 3×3 (strided) → 1×1, each GroupNorm'd; ReLU after the residual sum (post-activation)."""
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int) -> None:
+    def __init__(self, in_chs: int, out_chs: int, stride: int, numerics: str = "timm") -> None:
         super().__init__()
+        ws_eps, on_std, gn_eps = _numerics(numerics)
         mid = out_chs // 4
         self.downsample = None
         if stride != 1 or in_chs != out_chs:
             self.downsample = nn.Sequential()
-            self.downsample.add_module("conv", StdConv2d(in_chs, out_chs, 1, stride=stride))
-            self.downsample.add_module("norm", nn.GroupNorm(32, out_chs, eps=1e-5))
-        self.conv1 = StdConv2d(in_chs, mid, 1)
-        self.norm1 = nn.GroupNorm(32, mid, eps=1e-5)
-        self.conv2 = StdConv2d(mid, mid, 3, stride=stride)
-        self.norm2 = nn.GroupNorm(32, mid, eps=1e-5)
-        self.conv3 = StdConv2d(mid, out_chs, 1)
-        self.norm3 = nn.GroupNorm(32, out_chs, eps=1e-5)
+            self.downsample.add_module("conv", StdConv2d(in_chs, out_chs, 1, stride, ws_eps, on_std))
+            self.downsample.add_module("norm", nn.GroupNorm(32, out_chs, eps=gn_eps))
+        self.conv1 = StdConv2d(in_chs, mid, 1, 1, ws_eps, on_std)
+        self.norm1 = nn.GroupNorm(32, mid, eps=gn_eps)
+        self.conv2 = StdConv2d(mid, mid, 3, stride, ws_eps, on_std)
+        self.norm2 = nn.GroupNorm(32, mid, eps=gn_eps)
+        self.conv3 = StdConv2d(mid, out_chs, 1, 1, ws_eps, on_std)
+        self.norm3 = nn.GroupNorm(32, out_chs, eps=gn_eps)
         nn.init.zeros_(self.norm3.weight)  # each unit starts as the identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,16 +91,19 @@ class Bottleneck(nn.Module):
 class ResNetStem(nn.Module):
     """Root (7×7/2 conv → GN → ReLU → 3×3/2 max-pool) then bottleneck stages, widths 256·2^s."""
 
-    def __init__(self, in_chans: int = 3, depths: tuple[int, ...] = (3, 4, 9), width: int = 64) -> None:
+    def __init__(self, in_chans: int = 3, depths: tuple[int, ...] = (3, 4, 9), width: int = 64,
+                 numerics: str = "timm") -> None:
         super().__init__()
-        self.conv = StdConv2d(in_chans, width, 7, stride=2)
-        self.norm = nn.GroupNorm(32, width, eps=1e-5)
+        ws_eps, on_std, gn_eps = _numerics(numerics)
+        self.numerics = numerics
+        self.conv = StdConv2d(in_chans, width, 7, 2, ws_eps, on_std)
+        self.norm = nn.GroupNorm(32, width, eps=gn_eps)
         self.stages = nn.ModuleList()
         in_chs = width
         for s, depth in enumerate(depths):
             out_chs = width * 4 * 2**s
-            blocks = [Bottleneck(in_chs if b == 0 else out_chs, out_chs, stride=(1 if s == 0 else 2) if b == 0 else 1)
-                      for b in range(depth)]
+            blocks = [Bottleneck(in_chs if b == 0 else out_chs, out_chs, stride=(1 if s == 0 else 2) if b == 0 else 1,
+                                 numerics=numerics) for b in range(depth)]
             self.stages.append(nn.Sequential(*blocks))
             in_chs = out_chs
         self.out_channels = in_chs

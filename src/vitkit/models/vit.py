@@ -117,7 +117,9 @@ class VisionTransformer(nn.Module):
     token); ``representation_size`` adds the pre-training head's tanh ``pre_logits`` layer;
     ``act`` ``"gelu"`` (exact) or ``"gelu_tanh"`` (Flax's default, used by the official JAX code);
     ``init_values`` turns on LayerScale; ``stem_depths`` makes it a hybrid (ResNet-BiT stem whose
-    feature map is cut into ``patch_size``×``patch_size`` patches, 1 in the paper).
+    feature map is cut into ``patch_size``×``patch_size`` patches, 1 in the paper), ``stem_numerics``
+    ``"timm"`` or ``"jax"`` its weight-standardisation and GroupNorm epsilons (see
+    :mod:`vitkit.models.resnet_stem`).
 
     Any input size divisible by the patch stride works: position embeddings are resampled on the
     fly (bicubic, class token kept apart) when the grid differs from ``img_size``'s.
@@ -144,6 +146,7 @@ class VisionTransformer(nn.Module):
         act: str = "gelu",
         norm_eps: float = 1e-6,
         stem_depths: Sequence[int] | None = None,
+        stem_numerics: str = "timm",
     ) -> None:
         super().__init__()
         if global_pool not in ("token", "avg"):
@@ -156,7 +159,7 @@ class VisionTransformer(nn.Module):
         self.chunk_bytes: int | None = None  # chunked inference budget: None automatic (chunk_budget), 0 off
 
         if stem_depths:
-            self.stem = ResNetStem(in_chans=in_chans, depths=tuple(stem_depths))
+            self.stem = ResNetStem(in_chans=in_chans, depths=tuple(stem_depths), numerics=stem_numerics)
             stem_chans, stem_stride = self.stem.out_channels, self.stem.stride
         else:
             self.stem = None

@@ -104,6 +104,11 @@ def load_weights(
     if f.name == "official_vit_npz" and blocks is not None and getattr(blocks[0].mlp.act, "approximate", "") != "tanh":
         report.notes.append("the official JAX code trained these weights with tanh GELU; build the model with "
                             "act='gelu_tanh' for its exact outputs (create_model(..., pretrained=...) does)")
+    stem = getattr(model, "stem", None)
+    if f.name == "official_vit_npz" and stem is not None and getattr(stem, "numerics", "jax") != "jax":
+        report.notes.append("the official JAX code trained these weights with its own StdConv/GroupNorm epsilons; "
+                            "build the model with stem_numerics='jax' for its exact outputs "
+                            "(create_model(..., pretrained=...) does)")
     state = conv.state
     as_converted = dict(state)  # before the head is taken out: describes the file in errors
     target = model.state_dict()

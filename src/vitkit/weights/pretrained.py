@@ -71,9 +71,12 @@ def _augreg(model: str, stem: str, res: int, ft: bool, note: str = "") -> Pretra
 
 def _orig(model: str, path: str, res: int, classes: int, note: str = "") -> PretrainedTag:
     ft = classes == 1000
+    kwargs: dict[str, Any] = dict(act="gelu_tanh")
+    if "_r50_" in model:
+        kwargs["stem_numerics"] = "jax"  # the official StdConv/GroupNorm epsilons (models.resnet_stem)
     return PretrainedTag(model, "orig_in21k_ft_in1k" if ft else "orig_in21k", f"{VIT_NPZ}{path}", classes, res,
                          1.0 if res == 384 else 0.9, HALF, HALF, labels="imagenet1k" if ft else None,
-                         model_kwargs=dict(act="gelu_tanh"), note=note)
+                         model_kwargs=kwargs, note=note)
 
 
 def _swin(model: str, file: str, release: str, classes: int, res: int, note: str = "") -> PretrainedTag:
@@ -211,7 +214,8 @@ def build_from_file(entry: Any, kwargs: dict[str, Any], path: str | Path, tag: P
 
     raw, meta = read_checkpoint(path)
     fmt_ = get_format(fmt) if fmt else detect_format(raw, meta)
-    info = infer_architecture(fmt_.convert(raw).state)
+    converted = fmt_.convert(raw).state
+    info = infer_architecture(converted)
     tag = tag or find_tag_by_filename(str(path))
     meta_d = decode_metadata(meta)
     kw = dict(kwargs)
@@ -219,6 +223,8 @@ def build_from_file(entry: Any, kwargs: dict[str, Any], path: str | Path, tag: P
         kw.setdefault(k, v)
     if fmt_.name == "official_vit_npz":
         kw.setdefault("act", "gelu_tanh")  # the official JAX code uses Flax's tanh GELU
+        if any(k.startswith("stem.") for k in converted):
+            kw.setdefault("stem_numerics", "jax")  # and its StdConv/GroupNorm epsilons
     file_classes = info.get("num_classes", 0)
     kw.setdefault("num_classes", file_classes)
     if info.get("representation_size") and kw["num_classes"] == file_classes:
