@@ -276,3 +276,62 @@ def test_compiles_without_graph_breaks_at_two_sizes(build, sizes):
         for s in sizes:
             x = torch.randn(2, 3, s, s)
             assert_rel(compiled(x), model(x))
+
+
+# ---------------------------------------------------------------------------- inference buffers
+@pytest.mark.parametrize("build,size", [(tiny_vit, 32), (tiny_swin, 56)])
+def test_workspace_buffers_give_the_same_outputs_and_are_per_thread(build, size, monkeypatch):
+    """The fused inference paths write qkv and MLP activations into per-thread buffers kept
+    between calls: the outputs equal those without reuse, calls of other sizes and concurrent
+    threads do not disturb one another, release() frees them."""
+    import threading
+
+    from vitkit.layers import workspace
+
+    model = build().eval()
+    xs = [torch.randn(b, 3, size, size) for b in (3, 1, 2)]
+    with torch.inference_mode():
+        monkeypatch.setattr(workspace, "enabled", False)
+        refs = [model(x) for x in xs]
+        monkeypatch.setattr(workspace, "enabled", True)
+        workspace.release()
+        outs = [model(x) for x in xs]
+    assert workspace.held_bytes() > 0
+    for out, ref in zip(outs, refs):
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+    errors, results = [], {}
+
+    def worker(i: int) -> None:
+        try:
+            with torch.inference_mode():
+                results[i] = [model(xs[i % 3]) for _ in range(5)]
+        except Exception as e:  # noqa: BLE001 - surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, outs_i in results.items():
+        for out in outs_i:
+            torch.testing.assert_close(out, refs[i % 3], rtol=0, atol=0)
+    workspace.release()
+    assert workspace.held_bytes() == 0
+
+
+def test_workspace_is_not_used_when_a_hook_watches_the_layers():
+    from vitkit.layers import workspace
+
+    model = tiny_vit().eval()
+    fc1 = model.blocks[0].mlp.fc1
+    seen = []
+    fc1.register_forward_hook(lambda m, a, out: seen.append((a[0].clone(), out)))
+    workspace.release()
+    with torch.inference_mode():
+        model(torch.randn(2, 3, 32, 32))
+        model(torch.randn(2, 3, 32, 32))
+        for inp, out in seen:  # what the hook kept is fc1's output still: not GELU'd in place, not overwritten
+            torch.testing.assert_close(out, F.linear(inp, fc1.weight, fc1.bias))

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import workspace
+
 
 def attention(
     q: torch.Tensor,
@@ -61,6 +63,21 @@ def residual_linear_(x: torch.Tensor, a: torch.Tensor, linear: nn.Linear) -> tor
     return x
 
 
+def project_qkv(qkv: nn.Linear, x: torch.Tensor, reuse: bool = False) -> torch.Tensor:
+    """``qkv(x)``; with ``reuse`` (fused inference paths: the result is consumed within the call
+    and ``qkv`` has no hook) into a buffer kept between calls (:mod:`vitkit.layers.workspace`)."""
+    buf = None
+    if reuse and not torch.is_grad_enabled():
+        buf = workspace.buffer("attn.qkv", (x.numel() // x.shape[-1], qkv.out_features), x)
+    if buf is None:
+        return qkv(x)
+    if qkv.bias is None:
+        out = torch.mm(x.reshape(-1, x.shape[-1]), qkv.weight.t(), out=buf)
+    else:
+        out = torch.addmm(qkv.bias, x.reshape(-1, x.shape[-1]), qkv.weight.t(), out=buf)
+    return out.view(*x.shape[:-1], -1)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention (paper ViT §3.1, Eq. 2) with one fused qkv projection."""
 
@@ -88,11 +105,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         return self.proj_drop(self.proj(self.heads(x, bias)))
 
-    def heads(self, x: torch.Tensor, bias: torch.Tensor | None = None, queries: int | None = None) -> torch.Tensor:
+    def heads(self, x: torch.Tensor, bias: torch.Tensor | None = None, queries: int | None = None,
+              reuse: bool = False) -> torch.Tensor:
         """Everything before the output projection: the heads' outputs side by side, (B, N, C).
 
         ``queries`` = n: only the first n tokens ask (their outputs, (B, n, C), are computed; every
-        token is still attended to), for a last block whose other outputs nobody reads."""
+        token is still attended to), for a last block whose other outputs nobody reads. ``reuse``:
+        see :func:`project_qkv`."""
         B, N, C = x.shape
         if queries is not None and queries < N and not self.capture:
             h, hd = self.num_heads, self.head_dim
@@ -104,7 +123,7 @@ class Attention(nn.Module):
             out, _ = attention(q, k, v, None if bias is None else bias[..., :queries, :],
                                dropout_p=self.attn_drop if self.training else 0.0)
             return out.transpose(1, 2).reshape(B, queries, C)
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
+        qkv = project_qkv(self.qkv, x, reuse).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, hd)
         out, probs = attention(
             q, k, v, bias,

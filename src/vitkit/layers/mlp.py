@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import workspace
+from .attention import no_hooks
+
 
 def make_gelu(kind: str) -> nn.Module:
     """``"gelu"`` is the exact erf form (PyTorch ports); ``"gelu_tanh"`` is Flax's default (official JAX)."""
@@ -26,10 +29,19 @@ class Mlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop2(self.fc2(self.hidden(x)))
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """The activation before ``fc2``: fc1 → GELU → dropout."""
-        h = self.fc1(x)
-        if not torch.is_grad_enabled() and isinstance(self.act, nn.GELU) and not self.act._forward_hooks:
+    def hidden(self, x: torch.Tensor, reuse: bool = False) -> torch.Tensor:
+        """The activation before ``fc2``: fc1 → GELU → dropout. ``reuse`` (fused inference paths,
+        which read the result at once and put no hook on ``fc1``): fc1 writes into a buffer kept
+        between calls (:mod:`vitkit.layers.workspace`)."""
+        buf = None
+        if reuse and not torch.is_grad_enabled():
+            buf = workspace.buffer("mlp.hidden", (x.numel() // x.shape[-1], self.fc1.out_features), x)
+        if buf is not None:
+            h = torch.addmm(self.fc1.bias, x.reshape(-1, x.shape[-1]), self.fc1.weight.t(), out=buf)
+            h = h.view(*x.shape[:-1], -1)
+        else:
+            h = self.fc1(x)
+        if not torch.is_grad_enabled() and isinstance(self.act, nn.GELU) and no_hooks(self.fc1, self.act):
             # inference: GELU in place, one 4×-wide activation buffer instead of two
             h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
         else:

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import DropPath, Mlp, PatchEmbed
-from ..layers.attention import attention, autocast_active, no_hooks, residual_linear_
+from ..layers.attention import attention, autocast_active, no_hooks, project_qkv, residual_linear_
 from ..layers.patch_embed import to_2tuple
 from ..layers.window import (
     MASK_VALUE,
@@ -130,11 +130,12 @@ class WindowAttention(nn.Module):
         """x: (B * nW, N, C) windows; mask: boolean (nW, N, N) or None."""
         return self.proj_drop(self.proj(self.heads(x, wh, ww, mask)))
 
-    def heads(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None) -> torch.Tensor:
-        """Everything before the output projection: (B * nW, N, C)."""
+    def heads(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None, reuse: bool = False) -> torch.Tensor:
+        """Everything before the output projection: (B * nW, N, C). ``reuse``: see
+        :func:`vitkit.layers.attention.project_qkv`."""
         BnW, N, C = x.shape
         h, hd = self.num_heads, self.head_dim
-        qkv = self.qkv(x).view(BnW, N, 3, h, hd)
+        qkv = project_qkv(self.qkv, x, reuse).view(BnW, N, 3, h, hd)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B*nW, heads, N, hd), views
         bias = self.additive_mask(wh, ww, mask, q.dtype)  # (nW or 1, heads, N, N)
         nW = bias.shape[0]
@@ -230,9 +231,9 @@ class SwinBlock(nn.Module):
         B, L, C = x.shape
         if inplace and self.fusable() and (chunk <= 0 or chunk >= B):
             rows = x.view(B * L, C)
-            residual_linear_(rows, self.attn.heads(self.norm1(x).view(-1, wh * ww, C), wh, ww, mask).view(B * L, C),
-                             self.attn.proj)
-            residual_linear_(rows, self.mlp.hidden(self.norm2(x)).view(B * L, -1), self.mlp.fc2)
+            residual_linear_(rows, self.attn.heads(self.norm1(x).view(-1, wh * ww, C), wh, ww, mask, reuse=True)
+                             .view(B * L, C), self.attn.proj)
+            residual_linear_(rows, self.mlp.hidden(self.norm2(x), reuse=True).view(B * L, -1), self.mlp.fc2)
             return x
         if chunk <= 0 or chunk >= B:
             return self._tokens(x, wh, ww, mask)
@@ -244,7 +245,7 @@ class SwinBlock(nn.Module):
     def fusable(self) -> bool:
         """Inference without hooks or tracing: the fused residual path computes the same."""
         return (not torch.is_grad_enabled() and not self.training and not torch.compiler.is_compiling() and not autocast_active()
-                and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
+                and no_hooks(self.attn, self.attn.qkv, self.attn.proj, self.mlp, self.mlp.fc1, self.mlp.fc2))
 
     def _tokens(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
                 out: torch.Tensor | None = None) -> torch.Tensor:

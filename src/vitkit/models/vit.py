@@ -87,8 +87,8 @@ class Block(nn.Module):
         if inplace and self.fusable():
             B, N, C = x.shape
             rows = x.view(B * N, C)
-            residual_linear_(rows, self.attn.heads(self.norm1(x)).view(B * N, C), self.attn.proj)
-            residual_linear_(rows, self.mlp.hidden(self.norm2(x)).view(B * N, -1), self.mlp.fc2)
+            residual_linear_(rows, self.attn.heads(self.norm1(x), reuse=True).view(B * N, C), self.attn.proj)
+            residual_linear_(rows, self.mlp.hidden(self.norm2(x), reuse=True).view(B * N, -1), self.mlp.fc2)
             return x
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
@@ -106,7 +106,8 @@ class Block(nn.Module):
     def fusable(self) -> bool:
         """Inference without LayerScale, hooks or tracing: the fused residual path computes the same."""
         return (not torch.is_grad_enabled() and not self.training and isinstance(self.ls1, nn.Identity)
-                and not torch.compiler.is_compiling() and not autocast_active() and no_hooks(self.attn, self.attn.proj, self.mlp, self.mlp.fc2))
+                and not torch.compiler.is_compiling() and not autocast_active()
+                and no_hooks(self.attn, self.attn.qkv, self.attn.proj, self.mlp, self.mlp.fc1, self.mlp.fc2))
 
 
 class VisionTransformer(nn.Module):
