@@ -30,4 +30,5 @@ def keep_freed_memory(keep_bytes: int = MAX_MMAP_THRESHOLD) -> bool:
     except (OSError, AttributeError):
         return False
     keep = min(int(keep_bytes), MAX_MMAP_THRESHOLD)
-    return bool(mallopt(_M_MMAP_THRESHOLD, keep)) and bool(mallopt(_M_TRIM_THRESHOLD, 2 * keep))
+    trim = min(2 * keep, 2**31 - 1)  # mallopt takes a C int
+    return bool(mallopt(_M_MMAP_THRESHOLD, keep)) and bool(mallopt(_M_TRIM_THRESHOLD, trim))
