@@ -23,6 +23,20 @@ def assert_rel(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-5) -> None:
     assert err <= tol, f"relative error {err:.2e} > {tol:.0e}"
 
 
+def forward_backward(model: torch.nn.Module, run) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Output of ``run()`` and every parameter's gradient of a loss on it."""
+    model.zero_grad()
+    out = run()
+    out.square().mean().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def assert_same_forward_backward(got, ref) -> None:
+    assert_rel(got[0], ref[0])
+    for name, g in ref[1].items():
+        assert_rel(got[1][name], g, 1e-4 if g.norm() < 1e-3 else 1e-5)
+
+
 def tiny_swin(**kw) -> torch.nn.Module:  # window 7 on 4×4 patches: stage maps 10..2 for 40×40 inputs
     return vitkit.create_model("swin_tiny_patch4_window7_224", embed_dim=24, depths=(2, 2, 2, 2),
                                num_heads=(1, 2, 2, 4), **kw)
@@ -72,16 +86,11 @@ def test_swin_window_stream_equals_spatial_reference_inference(size):
 def test_swin_window_stream_gradients_equal_reference():
     model = tiny_swin().train()
     x = torch.randn(2, 3, 40, 52)
-    grads = []
+    results = []
     for fast in (False, True):
         set_all(model, fast_path=fast)
-        model.zero_grad()
-        out = model(x)
-        out.square().mean().backward()
-        grads.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    assert_rel(grads[1][0], grads[0][0])
-    for name, g in grads[0][1].items():
-        assert_rel(grads[1][1][name], g, 1e-4 if g.norm() < 1e-3 else 1e-5)
+        results.append(forward_backward(model, lambda: model(x)))
+    assert_same_forward_backward(results[1], results[0])
 
 
 def test_swin_hooks_on_blocks_see_spatial_maps():
@@ -189,15 +198,10 @@ def test_vit_class_token_tail_equals_full_last_block(kw):
         assert_rel(model(x), model.forward_head(model.forward_features(x)))
     model.train()
     results = []
-    for tail in (True, False):
-        model.zero_grad()
+    for run in (lambda: model(x), lambda: model.forward_head(model.forward_features(x))):
         torch.manual_seed(0)  # the same stochastic-depth draws (one per image, whatever the tokens)
-        out = model(x) if tail else model.forward_head(model.forward_features(x))
-        out.square().mean().backward()
-        results.append((out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
-    assert_rel(results[0][0], results[1][0])
-    for name, g in results[1][1].items():
-        assert_rel(results[0][1][name], g, 1e-4 if g.norm() < 1e-3 else 1e-5)
+        results.append(forward_backward(model, run))
+    assert_same_forward_backward(results[0], results[1])
 
 
 def test_vit_class_token_tail_steps_aside_for_watchers():

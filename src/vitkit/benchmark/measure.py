@@ -112,15 +112,6 @@ def paired_speedup(base: Timing, other: Timing, cpu: bool = False) -> float:
     return statistics.median(o / t for t, o in zip(a, b))
 
 
-def tune_glibc_malloc(keep_bytes: int = 1 << 30) -> bool:
-    """Keep freed memory in the heap so that big activations are not mapped and faulted in afresh
-    on every call (see :mod:`vitkit.train.allocator`). Process-wide: in a benchmark it applies to
-    every implementation alike. Returns False where glibc is not the allocator."""
-    from ..train.allocator import keep_freed_memory
-
-    return keep_freed_memory(keep_bytes)
-
-
 def load_average() -> float | None:
     try:
         return os.getloadavg()[0]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import create_model
+from ..train.allocator import keep_freed_memory
 from . import measure
 from .peers import IMPLS, PeerUnsupported, build_peer
 
@@ -154,7 +155,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None)
     cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.malloc_tune and not measure.tune_glibc_malloc():
+    if cfg.malloc_tune and not keep_freed_memory():
         raise ValueError("--malloc-tune needs glibc (Linux); set up jemalloc or tcmalloc instead")
     device = torch.device(cfg.device)
     result: dict[str, Any] = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -65,17 +65,8 @@ def residual_linear_(x: torch.Tensor, a: torch.Tensor, linear: nn.Linear) -> tor
 
 def project_qkv(qkv: nn.Linear, x: torch.Tensor, reuse: bool = False) -> torch.Tensor:
     """``qkv(x)``; with ``reuse`` (fused inference paths: the result is consumed within the call
-    and ``qkv`` has no hook) into a buffer kept between calls (:mod:`vitkit.layers.workspace`)."""
-    buf = None
-    if reuse and not torch.is_grad_enabled():
-        buf = workspace.buffer("attn.qkv", (x.numel() // x.shape[-1], qkv.out_features), x)
-    if buf is None:
-        return qkv(x)
-    if qkv.bias is None:
-        out = torch.mm(x.reshape(-1, x.shape[-1]), qkv.weight.t(), out=buf)
-    else:
-        out = torch.addmm(qkv.bias, x.reshape(-1, x.shape[-1]), qkv.weight.t(), out=buf)
-    return out.view(*x.shape[:-1], -1)
+    and ``qkv`` has no hook) into a buffer kept between calls (:func:`vitkit.layers.workspace.linear`)."""
+    return workspace.linear("attn.qkv", qkv, x) if reuse else qkv(x)
 
 
 class Attention(nn.Module):

@@ -32,15 +32,8 @@ class Mlp(nn.Module):
     def hidden(self, x: torch.Tensor, reuse: bool = False) -> torch.Tensor:
         """The activation before ``fc2``: fc1 → GELU → dropout. ``reuse`` (fused inference paths,
         which read the result at once and put no hook on ``fc1``): fc1 writes into a buffer kept
-        between calls (:mod:`vitkit.layers.workspace`)."""
-        buf = None
-        if reuse and not torch.is_grad_enabled():
-            buf = workspace.buffer("mlp.hidden", (x.numel() // x.shape[-1], self.fc1.out_features), x)
-        if buf is not None:
-            h = torch.addmm(self.fc1.bias, x.reshape(-1, x.shape[-1]), self.fc1.weight.t(), out=buf)
-            h = h.view(*x.shape[:-1], -1)
-        else:
-            h = self.fc1(x)
+        between calls (:func:`vitkit.layers.workspace.linear`)."""
+        h = workspace.linear("mlp.hidden", self.fc1, x) if reuse else self.fc1(x)
         if not torch.is_grad_enabled() and isinstance(self.act, nn.GELU) and no_hooks(self.fc1, self.act):
             # inference: GELU in place, one 4×-wide activation buffer instead of two
             h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)

@@ -46,6 +46,23 @@ def buffer(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tenso
     return buf[:numel].view(shape)
 
 
+def linear(name: str, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)``, written into the ``name`` buffer when reuse applies (no autograd, CPU, within
+    ``MAX_BYTES``). For callers that consume the result before asking for ``name`` again and that
+    have checked ``layer`` has no hooks (they are bypassed)."""
+    buf = None
+    if not torch.is_grad_enabled():
+        buf = buffer(name, (x.numel() // x.shape[-1], layer.out_features), x)
+    if buf is None:
+        return layer(x)
+    rows = x.reshape(-1, x.shape[-1])
+    if layer.bias is None:
+        out = torch.mm(rows, layer.weight.t(), out=buf)
+    else:
+        out = torch.addmm(layer.bias, rows, layer.weight.t(), out=buf)
+    return out.view(*x.shape[:-1], -1)
+
+
 def release() -> None:
     """Free this thread's buffers (they come back on the next inference forward)."""
     _local.store = {}

@@ -149,7 +149,7 @@ class WindowAttention(nn.Module):
             if self.capture:
                 self.attn_map = probs.detach().reshape(BnW, h, N, N)
             out = out.reshape(BnW, h, N, hd)
-        elif dropout_p == 0.0 and not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
+        elif dropout_p == 0.0 and not torch.is_grad_enabled() and not autocast_active():
             return self._attention_in_chunks(q, k, v, bias).view(BnW, N, C)
         else:
             if nW > 1:  # the fused kernel takes a 4-D mask (a 3-D or 5-D one sends it to a slow path)

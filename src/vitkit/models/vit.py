@@ -288,14 +288,19 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) → normalised tokens (B, prefix + N, D). Inference (no autograd) runs the
         blocks on balanced chunks of images (:func:`inference_chunk`); the result is the same."""
         x, _ = self._embed(x)
-        B, N, _ = x.shape
-        chunk = 0
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
-            chunk = inference_chunk(B, N, self.blocks[0].mlp.fc1.out_features if len(self.blocks) else 0,
-                                    x.element_size(), chunk_budget(self.chunk_bytes))
+        B = x.shape[0]
+        chunk = self._inference_chunk(x)
         if chunk:
             return torch.cat([self._trunk(x[i: i + chunk]) for i in range(0, B, chunk)])  # (B, prefix + N, D)
         return self._trunk(x)
+
+    def _inference_chunk(self, x: torch.Tensor) -> int:
+        """Images per chunk for these (B, N, D) tokens (:func:`inference_chunk`); 0 (one piece) with
+        autograd, tracing or autocast."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or autocast_active() or not len(self.blocks):
+            return 0
+        B, N, _ = x.shape
+        return inference_chunk(B, N, self.blocks[0].mlp.fc1.out_features, x.element_size(), chunk_budget(self.chunk_bytes))
 
     def _trunk(self, x: torch.Tensor, blocks: Sequence[nn.Module] | None = None, norm: bool = True) -> torch.Tensor:
         """Blocks (all by default) and the final norm on tokens this model made (so blocks may
@@ -335,11 +340,9 @@ class VisionTransformer(nn.Module):
         [class] token's row (:meth:`Block.forward_queries`); forward passes and gradients are the
         same as the full path's, ~7% fewer FLOPs for 12 blocks."""
         x, _ = self._embed(x)
-        B, N, _ = x.shape
+        B = x.shape[0]
         last = self.blocks[-1]
-        chunk = 0
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
-            chunk = inference_chunk(B, N, last.mlp.fc1.out_features, x.element_size(), chunk_budget(self.chunk_bytes))
+        chunk = self._inference_chunk(x)
         pieces = []
         for i in range(0, B, chunk or B):
             t = self._trunk(x[i: i + chunk] if chunk else x, self.blocks[:-1], norm=False)
