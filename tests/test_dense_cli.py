@@ -132,3 +132,92 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_finishes(seg_f
     assert main(argv + ["--resume"]) == 0  # continues from iteration 2 to the end
     assert [r["iter"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [2, 4]
     assert torch.load(run / "checkpoint-last.pt", weights_only=True)["iter"] == 4
+
+
+def _interrupt_after(monkeypatch, module, name: str, calls: int):
+    """Make ``module.name`` (the loss) return NaN from call ``calls`` + 1 on: the loop stops there
+    with exit code 1 and keeps its last checkpoint, as a killed run would."""
+    import torch
+
+    real = getattr(module, name)
+    seen = []
+
+    def wrapped(*a, **k):
+        seen.append(1)
+        out = real(*a, **k)
+        if len(seen) <= calls:
+            return out
+        if isinstance(out, dict):  # detection: a dict of losses
+            return {k2: torch.full((), float("nan"), requires_grad=True) for k2 in out}
+        return torch.full((), float("nan"), requires_grad=True)
+
+    monkeypatch.setattr(module, name, wrapped)
+    return real
+
+
+def _same_state(a: Path, b: Path, keys=("model", "optimizer")) -> None:
+    import torch
+
+    sa, sb = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
+    for key in keys:
+        flat_a = torch.utils._pytree.tree_flatten(sa[key])[0]
+        flat_b = torch.utils._pytree.tree_flatten(sb[key])[0]
+        assert len(flat_a) == len(flat_b)
+        for x, y in zip(flat_a, flat_b):
+            if isinstance(x, torch.Tensor):
+                assert torch.equal(x, y), key
+            else:
+                assert x == y, key
+
+
+def test_segment_resume_mid_epoch_continues_exactly(seg_folder, tmp_path, monkeypatch):
+    """Interrupted after the checkpoint at iteration 3 (mid-epoch: 2 iterations per epoch) and
+    resumed, the run ends with the very weights and optimiser state of an uninterrupted one:
+    same remaining samples, same augmentation of each (random scale, crop, flip, photometric; in
+    a worker process), same drop-path draws."""
+    import vitkit.dense.train_seg as ts
+
+    argv = [*SEG_TINY, "model_kwargs={\"drop_path_rate\": 0.3}", "eval_interval=3", "workers=1"]
+    argv[argv.index("--iters") + 1] = "5"
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(["segment", "train", "--data", str(seg_folder), "--out", str(whole), *argv]) == 0
+    real = _interrupt_after(monkeypatch, ts, "seg_loss", 3)
+    assert main(["segment", "train", "--data", str(seg_folder), "--out", str(cut), *argv]) == 1
+    monkeypatch.setattr(ts, "seg_loss", real)
+    assert main(["segment", "train", "--data", str(seg_folder), "--out", str(cut), *argv, "--resume"]) == 0
+    _same_state(whole / "checkpoint-last.pt", cut / "checkpoint-last.pt")
+    rows = lambda run: [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r["iter"] for r in rows(cut)] == [3, 5]
+    assert rows(cut)[-1]["train_loss"] == rows(whole)[-1]["train_loss"]
+
+
+def test_detect_resume_continues_exactly(shared_data, tmp_path, monkeypatch):
+    """Detection checkpoints at evaluation epochs: stopped after epoch 1 and resumed, epoch 2 is
+    the uninterrupted run's (sampled proposals, flips, data order), weights equal bit for bit."""
+    data = shared_data / "coco8" / "coco8-seg"
+    argv = ["--data", str(data), "--epochs", "2", "--batch-size", "2", "model=swin_micro_patch2_window4_32",
+            "model_kwargs={\"drop_path_rate\": 0.2}", "min_size=64", "max_size=96", "fpn_channels=16",
+            "box_head_dim=32", "mask_head_dim=8", "eval_on_train=false", "detections_per_img=20", "kind=faster_rcnn", "eval_interval=1", "workers=1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(["detect", "train", "--out", str(whole), *argv]) == 0
+    n_train = len(list((data / "images" / "train").iterdir()))
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    real_forward = GeneralizedRCNN.forward
+    calls = []
+
+    def forward(self, images, targets=None):
+        out = real_forward(self, images, targets)
+        if self.training:
+            calls.append(1)
+            if len(calls) > n_train // 2:  # every batch of epoch 2
+                import torch
+                return {k: torch.full((), float("nan"), requires_grad=True) for k in out}
+        return out
+
+    monkeypatch.setattr(GeneralizedRCNN, "forward", forward)
+    assert main(["detect", "train", "--out", str(cut), *argv]) == 1
+    monkeypatch.setattr(GeneralizedRCNN, "forward", real_forward)
+    assert json.loads((cut / "metrics.jsonl").read_text())["epoch"] == 1  # the checkpoint it resumes from
+    assert main(["detect", "train", "--out", str(cut), *argv, "--resume"]) == 0
+    _same_state(whole / "checkpoint-last.pt", cut / "checkpoint-last.pt")

@@ -21,6 +21,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
+from .sampler import seeded_call, split_item
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
@@ -114,20 +116,13 @@ class ImageDataset(Dataset):
         return f"{type(self).__name__}[{i}]"
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int] | Skipped:
-        i, seed = item if isinstance(item, tuple) else (item, None)
+        i, seed = split_item(item)
         try:
             img = self.load(i)
         except Exception as e:  # any decoding failure: report it, never crash the epoch
             return Skipped(i, self.source(i), f"{type(e).__name__}: {e}")
         if self.transform is not None:
-            if seed is None:
-                img = self.transform(img)
-            else:
-                with torch.random.fork_rng(devices=[]):
-                    # the CPU generator only: torch.manual_seed would also queue a CUDA re-seed,
-                    # which records a stack trace per call (milliseconds per sample)
-                    torch.default_generator.manual_seed(seed)
-                    img = self.transform(img)
+            img = seeded_call(seed, self.transform, img)
         return img, self.targets[i]
 
 

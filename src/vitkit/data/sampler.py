@@ -11,7 +11,7 @@ rank r takes positions r, r+W, r+2W, … — plus two things exact resumption ne
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils.data import Sampler
@@ -27,6 +27,24 @@ def mix_seed(*values: int) -> int:
         h = (h ^ (h >> 27)) * 0x94D049BB133111EB & _MASK64
         h ^= h >> 31
     return h >> 1
+
+
+def seeded_call(seed: int | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with the CPU generator seeded by ``seed`` and restored afterwards (``seed``
+    None: plainly). The random transforms (torchvision's included) draw from that generator, so an
+    item's augmentation is a function of its seed alone."""
+    if seed is None:
+        return fn(*args)
+    with torch.random.fork_rng(devices=[]):
+        # the CPU generator only: torch.manual_seed would also queue a CUDA re-seed,
+        # which records a stack trace per call (milliseconds per sample)
+        torch.default_generator.manual_seed(seed)
+        return fn(*args)
+
+
+def split_item(item: int | tuple[int, int]) -> tuple[int, int | None]:
+    """A dataset key from :class:`ShardedSampler`: ``i`` or ``(i, seed)`` → ``(i, seed or None)``."""
+    return item if isinstance(item, tuple) else (item, None)
 
 
 class ShardedSampler(Sampler):

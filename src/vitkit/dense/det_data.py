@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..data.sampler import seeded_call, split_item
 from .seg_data import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,8 @@ class YoloDetection(Dataset):
         m = (np.stack(masks) if masks else np.zeros((0, H, W), np.uint8)) if self.masks else None
         return _pack(img, boxes, labels, m, image_id=i)
 
-    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
-        img, target = self.load(i)
-        return self.transforms(img, target) if self.transforms else (img, target)
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, dict[str, Any]]:
+        return _transformed(self, item)
 
 
 class CocoDetection(Dataset):
@@ -178,9 +178,16 @@ class CocoDetection(Dataset):
         return _pack(img, boxes, [self.label_of[a["category_id"]] for a in anns], masks, img_id,
                      [a.get("iscrowd", 0) for a in anns], [a["area"] for a in anns])
 
-    def __getitem__(self, i: int) -> tuple[Any, dict[str, Any]]:
-        img, target = self.load(i)
-        return self.transforms(img, target) if self.transforms else (img, target)
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, dict[str, Any]]:
+        return _transformed(self, item)
+
+
+def _transformed(ds: Any, item: int | tuple[int, int]) -> tuple[Any, dict[str, Any]]:
+    """Item ``i``, or ``(i, seed)``: the random transforms then run under that seed (training
+    through :class:`vitkit.data.sampler.ShardedSampler`, so a resumed run augments alike)."""
+    i, seed = split_item(item)
+    img, target = ds.load(i)
+    return seeded_call(seed, ds.transforms, img, target) if ds.transforms else (img, target)
 
 
 def detection_transform(train: bool, hflip: float = 0.5) -> v2.Compose:

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import Sampler
 
-from ..train.checkpoint import load_checkpoint, save_atomic  # noqa: F401  (re-exported for the loops)
+from ..data.sampler import ShardedSampler
+from ..train.checkpoint import get_rng_state, load_checkpoint, save_atomic, set_rng_state  # noqa: F401  (re-exported)
 from ..train.allocator import keep_freed_memory
-from ..train.distributed import DistInfo, cleanup, init_distributed
+from ..train.distributed import DistInfo, cleanup, gather_objects, init_distributed
 from ..train.loop import NonFiniteLossError
 from ..train.optim import param_groups  # noqa: F401  (no decay on norms, biases, positions, bias tables)
 
@@ -63,6 +64,34 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def train_sampler(size: int, d: DistInfo, seed: int, drop_last: bool) -> ShardedSampler:
+    """This process's share of the training set, shuffled per epoch from ``(seed, epoch)``; items
+    come as ``(index, seed)`` so that each crop's augmentation depends on its seed alone (the
+    datasets run their transforms under it), and ``set_epoch(epoch, start)`` resumes mid-epoch."""
+    return ShardedSampler(size, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=seed,
+                          drop_last=drop_last)
+
+
+def rng_states() -> list[dict[str, Any]]:
+    """Every process's generator states (torch CPU and CUDA, NumPy, Python) in rank order, for a
+    checkpoint: drop-path, proposal sampling and the like then draw on after a resume exactly as
+    in the uninterrupted run. A collective under DDP: every rank calls it."""
+    return gather_objects(get_rng_state())
+
+
+def restore_rng(states: Any, d: DistInfo) -> None:
+    """Put back the states :func:`rng_states` saved (this rank's)."""
+    if not isinstance(states, list) or not states:
+        if d.is_main:
+            log.warning("the checkpoint predates saved generator states: data order and augmentation "
+                        "continue exactly, other random draws (drop-path, sampling) do not")
+        return
+    if len(states) != d.world_size and d.is_main:
+        log.warning("resuming %d processes from a %d-process checkpoint: data order is kept, random draws are not",
+                    d.world_size, len(states))
+    set_rng_state(states[d.rank % len(states)])
 
 
 def warmup_poly(total: int, warmup: int, ratio: float, power: float):

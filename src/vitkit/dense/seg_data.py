@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..data.sampler import seeded_call, split_item
+
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 IGNORE = 255
@@ -124,10 +126,13 @@ class SegFolder(Dataset):
                         sorted(bad), lbl_path.name, self.spec.num_classes - 1)
         return tv_tensors.Image(img), tv_tensors.Mask(torch.from_numpy(lab.astype(np.int64)))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``i``, or ``(i, seed)``: the random transform then runs under that seed (training
+        through :class:`vitkit.data.sampler.ShardedSampler`, so a resumed run augments alike)."""
+        i, seed = split_item(item)
         img, mask = self.load(i)
         if self.transform is not None:
-            img, mask = self.transform(img, mask)
+            img, mask = seeded_call(seed, self.transform, img, mask)
         return img, mask
 
 

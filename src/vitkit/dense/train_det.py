@@ -12,14 +12,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from .coco_eval import CocoEvaluator
 from .det_data import collate_detection, detection_transform, open_detection
 from .detection import build_detector
 from .recipes import DetRecipe
-from .runtime import (DistInfo, RunFolder, load_checkpoint as _load, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
-                      teardown, unwrap, warmup_steps)
+from .runtime import (DistInfo, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
+                      per_rank_batch, restore_rng, rng_states, setup, teardown, train_sampler, unwrap, warmup_steps)
 
 log = logging.getLogger("vitkit.dense")
 
@@ -84,22 +84,24 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     model = build_model(r, train_ds.num_classes).to(d.device)
     if r.grad_checkpointing:
         model.backbone.body.set_grad_checkpointing(True)
-    sampler = DistributedSampler(train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=r.seed)
+    sampler = train_sampler(len(train_ds), d, r.seed, drop_last=False)
+    # its own generator: starting an epoch draws nothing from the global RNG (proposal sampling's stream)
     loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world_size), sampler=sampler,
-                        num_workers=r.workers, collate_fn=collate_detection, persistent_workers=r.workers > 0)
+                        num_workers=r.workers, collate_fn=collate_detection, persistent_workers=r.workers > 0,
+                        generator=torch.Generator())
     ipe = len(loader)
     opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_steps([e * ipe for e in r.lr_steps], r.lr_gamma, r.warmup_iters, r.warmup_ratio))
     run = RunFolder(r.out, d.is_main)
-    start_epoch, best, it = 0, -1.0, 0
+    start_epoch, best, it, rng = 0, -1.0, 0, None
     last = run.dir / "checkpoint-last.pt"
     if resume and last.exists():
         state = _load(last)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start_epoch, best, it = state["epoch"], state["best"], state["iter"]
+        start_epoch, best, it, rng = state["epoch"], state["best"], state["iter"], state.get("rng")
         log.info("resumed from %s after epoch %d", last, start_epoch)
     if d.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
@@ -113,6 +115,8 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     curve: list[tuple[int, float]] = []
     result: dict[str, Any] = {}
     t0 = time.time()
+    if rng is not None:
+        restore_rng(rng, d)
     for epoch in range(start_epoch, r.epochs):
         sampler.set_epoch(epoch)
         parts: dict[str, list[float]] = {}
@@ -157,7 +161,7 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
             state = dict(task="detection", model=unwrap(model).state_dict(), optimizer=opt.state_dict(),
                          scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
                          recipe=dataclasses.asdict(r), num_classes=train_ds.num_classes,
-                         class_names=list(train_ds.class_names), masks=masks)
+                         class_names=list(train_ds.class_names), masks=masks, rng=rng_states())
             run.save("checkpoint-last.pt", state)
             if ap > best:
                 best = ap

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from .inference import predict_logits
 from .recipes import SegRecipe
-from .runtime import (DistInfo, RunFolder, load_checkpoint as _load, ShardSampler, autocast, check_finite, param_groups, per_rank_batch, setup,
-                      teardown, unwrap, warmup_poly)
+from .runtime import (DistInfo, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
+                      per_rank_batch, restore_rng, rng_states, setup, teardown, train_sampler, unwrap, warmup_poly)
 from .seg_data import IGNORE, EvalTransform, SegSpec, collate_pad, open_segmentation, train_transform
 from .seg_metrics import SegMetric
 from .upernet import Segmenter, build_segmenter
@@ -72,7 +72,7 @@ def _checkpoint(model: nn.Module, opt: Any, sched: Any, it: int, best: float, r:
                 scheduler=sched.state_dict(), iter=it, best=best, recipe=dataclasses.asdict(r),
                 num_classes=spec.num_classes, class_names=list(spec.class_names),
                 palette=[list(c) for c in spec.palette], void_values=list(spec.void_values),
-                reduce_zero_label=spec.reduce_zero_label, rng=torch.get_rng_state())
+                reduce_zero_label=spec.reduce_zero_label, rng=rng_states())
 
 
 def train(r: SegRecipe, resume: bool = False) -> dict[str, Any]:
@@ -100,14 +100,14 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
         model.backbone.set_grad_checkpointing(True)
     opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_poly(r.iters, r.warmup_iters, r.warmup_ratio, r.poly_power))
-    start, best = 0, -1.0
+    start, best, rng = 0, -1.0, None
     last = run.dir / "checkpoint-last.pt"
     if resume and last.exists():
         state = _load(last)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start, best = state["iter"], state["best"]
+        start, best, rng = state["iter"], state["best"], state.get("rng")
         log.info("resumed from %s at iteration %d", last, start)
     if d.world_size > 1:
         if d.device.type == "cuda":
@@ -115,28 +115,31 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
     run.write_config(r)
 
-    sampler = DistributedSampler(train_ds, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=r.seed, drop_last=True)
-    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world_size), sampler=sampler,
-                        num_workers=r.workers, collate_fn=collate_pad, drop_last=True,
-                        pin_memory=d.device.type == "cuda", persistent_workers=r.workers > 0)
-    if len(loader) == 0:
+    sampler = train_sampler(len(train_ds), d, r.seed, drop_last=True)
+    per_rank = per_rank_batch(r.batch_size, d.world_size)
+    ipe = sampler.num_samples // per_rank  # iterations per epoch
+    if ipe == 0:
         raise ValueError(f"{len(train_ds)} training images cannot fill one batch of {r.batch_size}; lower batch_size")
+    # its own generator: starting an epoch draws nothing from the global RNG (drop-path's stream)
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=r.workers, collate_fn=collate_pad,
+                        drop_last=True, pin_memory=d.device.type == "cuda", persistent_workers=r.workers > 0,
+                        generator=torch.Generator())
     if d.is_main:
         n_params = sum(p.numel() for p in unwrap(model).parameters())
         log.info("segmentation: %s + UperNet, %.2f M parameters, %d classes, %d train / %d val images, "
                  "%d processes on %s", r.model, n_params / 1e6, spec.num_classes, len(train_ds), len(val_ds),
                  d.world_size, d.device)
     model.train()
-    it, epoch, skip = start, start // len(loader), start % len(loader)
+    it, epoch, skip = start, start // ipe, start % ipe
+    if rng is not None:
+        restore_rng(rng, d)
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
     scores: dict[str, Any] = {}
     t0 = t_log = time.time()
     while it < r.iters:
-        sampler.set_epoch(epoch)
-        for bi, (x, y) in enumerate(loader):
-            if bi < skip:
-                continue
+        sampler.set_epoch(epoch, skip * per_rank)  # a resumed epoch starts after the crops already seen
+        for x, y in loader:
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             with autocast(d.device, r.amp):
                 out, aux = model(x, return_aux=True)
@@ -163,7 +166,7 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
                 scores = evaluate(model, val_ds, spec.num_classes, device=d.device, d=d, mode=r.eval_mode,
                                   crop=r.eval_crop, stride=r.eval_stride, batch_size=r.eval_batch_size,
                                   workers=min(r.workers, 1), amp=r.amp)
-                row = dict(iter=it, epoch=it / len(loader), train_loss=float(np.mean(losses)) if losses else None,
+                row = dict(iter=it, epoch=it / ipe, train_loss=float(np.mean(losses)) if losses else None,
                            val_mIoU=scores["mIoU"], val_aAcc=scores["aAcc"], val_mAcc=scores["mAcc"],
                            val_iou=scores["iou"], lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
                 run.log_metrics(row)
