@@ -107,6 +107,32 @@ def test_capture_selects_layers_and_callback_keeps_nothing():
             pass
 
 
+def test_analyses_run_through_wrappers_dataparallel_and_compile():
+    """A model wrapped for training (DataParallel/DDP, torch.compile) is analysed through its
+    wrapper: the same maps, rollout and position-embedding similarity as the bare model."""
+    from vitkit.analysis import position_embedding_similarity
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    for make in (_vit, _swin):
+        model = make()
+        with torch.no_grad(), capture_attention(model, [0, -1]) as rec:
+            model(x)
+        ref = dict(rec.maps)
+        wrappers = [torch.nn.DataParallel(model)]
+        if make is _vit:  # compiling costs seconds per capture set: one model; the unwrapping is shared
+            wrappers.append(torch.compile(model))
+        for wrapped in wrappers:
+            with torch.no_grad(), capture_attention(wrapped, [0, -1]) as rec:
+                wrapped(x)
+            assert rec.maps.keys() == ref.keys()
+            for k in ref:
+                torch.testing.assert_close(rec.maps[k], ref[k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(rollout_map(wrappers[0], x), rollout_map(model, x))
+    vit = _vit()
+    assert torch.equal(position_embedding_similarity(torch.compile(vit)), position_embedding_similarity(vit))
+
+
 # ---------------------------------------------------------------------- Swin windows → map
 def test_window_maps_to_full_matrix_reproduce_the_block_output():
     """Dense (H·W)² maps from the window maps (shift undone, padding dropped) must give the block's

@@ -65,9 +65,14 @@ class AttentionLayer:
 
 
 def attention_layers(model: nn.Module) -> list[AttentionLayer]:
-    """The attention layers of a vitkit ViT (plain or hybrid) or Swin model, in forward order."""
+    """The attention layers of a vitkit ViT (plain or hybrid) or Swin model, in forward order; the
+    model may be wrapped (DDP, DataParallel, ``torch.compile``: the wrapper's forward then records
+    too, a compiled one after recompiling for the capture)."""
     from ..models.swin import SwinTransformer
     from ..models.vit import VisionTransformer
+    from ..train.distributed import unwrap_model
+
+    model = unwrap_model(model)
 
     if isinstance(model, VisionTransformer):
         return [AttentionLayer(i, f"blocks.{i}.attn", blk.attn, blk, 0, model.stride, model.num_prefix_tokens, False)

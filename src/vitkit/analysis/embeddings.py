@@ -12,12 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.distributed import unwrap_model
+
 
 def _grid_position_embeddings(model: nn.Module) -> torch.Tensor:
     """(Gh, Gw, D) learned absolute position embeddings of the patch grid (no [class] token)."""
     from ..models.swin import SwinTransformer
     from ..models.vit import VisionTransformer
 
+    model = unwrap_model(model)
     if isinstance(model, VisionTransformer):
         Gh, Gw = model.grid_size
         return model.pos_embed.detach()[0, model.num_prefix_tokens:].reshape(Gh, Gw, -1)
@@ -49,6 +52,7 @@ def patch_embedding_components(model: nn.Module, n: int = 28) -> tuple[torch.Ten
     """
     from ..models.vit import VisionTransformer
 
+    model = unwrap_model(model)
     if isinstance(model, VisionTransformer) and model.stem is not None:
         raise ValueError("a hybrid model's patch embedding is a 1x1 projection of ResNet features, not of "
                          "image pixels, so its filters cannot be shown as image patches")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..train.distributed import unwrap_model
 from .capture import AttentionLayer, WindowGeometry, apply_window_attention, capture_attention
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -126,7 +127,8 @@ def rollout_map(model: nn.Module, images: torch.Tensor, head_fusion: str = "mean
     if swin_maps:
         return swin_rollout(swin_maps, swin_geometry)
     r = state["r"]
-    p = model.num_prefix_tokens
-    Gh, Gw = images.shape[-2] // model.stride, images.shape[-1] // model.stride
-    rows = r[:, 0, p:] if model.global_pool == "token" else r[:, p:, p:].mean(dim=1)  # (B, Gh·Gw)
+    vit = unwrap_model(model)  # a wrapper (DDP, compile) ran the forward; the attributes are the model's
+    p = vit.num_prefix_tokens
+    Gh, Gw = images.shape[-2] // vit.stride, images.shape[-1] // vit.stride
+    rows = r[:, 0, p:] if vit.global_pool == "token" else r[:, p:, p:].mean(dim=1)  # (B, Gh·Gw)
     return rows.reshape(-1, Gh, Gw)

@@ -19,7 +19,7 @@ from torch.utils.data import Sampler
 from ..data.sampler import ShardedSampler
 from ..train.checkpoint import get_rng_state, load_checkpoint, save_atomic, set_rng_state  # noqa: F401  (re-exported)
 from ..train.allocator import keep_freed_memory
-from ..train.distributed import DistInfo, cleanup, gather_objects, init_distributed
+from ..train.distributed import DistInfo, cleanup, gather_objects, init_distributed, unwrap_model
 from ..train.loop import NonFiniteLossError
 from ..train.optim import param_groups  # noqa: F401  (no decay on norms, biases, positions, bias tables)
 
@@ -167,7 +167,7 @@ class RunFolder:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return unwrap_model(model)
 
 
 def autocast(device: torch.device, enabled: bool):

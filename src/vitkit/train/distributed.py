@@ -78,3 +78,15 @@ def gather_objects(obj: Any) -> list[Any]:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside its wrappers: ``DistributedDataParallel`` / ``DataParallel`` (``.module``)
+    and ``torch.compile`` (``._orig_mod``), in any nesting."""
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif isinstance(model, torch._dynamo.eval_frame.OptimizedModule):
+            model = model._orig_mod
+        else:
+            return model
