@@ -134,6 +134,29 @@ def test_imagenet_labels_ship_with_the_package():
 
 
 @torch.no_grad()
+def test_imagenet21k_names_ship_and_reach_a_21k_checkpoints_model(tmp_path, monkeypatch):
+    """The 21,843 ImageNet-21k classes of the official ViT files: WordNet ids in sorted order (the
+    checkpoints' class order), each with its lemmas; a model built from a 21k-class file carries them."""
+    from vitkit.weights.pretrained import imagenet21k_synsets, labels_for
+
+    rows = imagenet21k_synsets()
+    wnids = [w for w, _ in rows]
+    assert len(rows) == 21843 and wnids == sorted(set(wnids)) and all(len(w) == 9 and w[0] == "n" for w in wnids)
+    names = dict(rows)
+    assert names["n00004475"] == "organism, being" and names["n01440764"].startswith("tench")
+    assert labels_for("imagenet21k", 21843)[0] == "organism, being" and labels_for("imagenet21k", 10) is None
+
+    monkeypatch.setenv("VITKIT_CACHE", str(tmp_path))
+    monkeypatch.setenv("VITKIT_OFFLINE", "1")
+    tag = get_pretrained("vit_tiny_patch16_224", "augreg_in21k")
+    src = randomize_(vitkit.create_model("vit_tiny_patch16_224", depth=1, num_classes=21843, act="gelu_tanh"))
+    (tmp_path / "weights").mkdir()
+    vitkit.weights.save_official_vit_npz(src, tmp_path / "weights" / tag.filename)
+    model = vitkit.create_model("vit_tiny_patch16_224", pretrained="augreg_in21k", depth=1)
+    assert model.num_classes == 21843 and model.pretrained_cfg["labels"][21842] == rows[21842][1]
+
+
+@torch.no_grad()
 def test_create_model_pretrained_from_the_cache_offline(tmp_path, monkeypatch):
     """A published file placed in the cache by hand is found offline, loaded strictly, and the model
     gets the tag's preprocessing, labels and the official tanh GELU."""

@@ -36,7 +36,7 @@ class PretrainedTag:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     interpolation: str = "bicubic"
-    labels: str | None = None  # "imagenet1k" (shipped) or None (indices only)
+    labels: str | None = None  # "imagenet1k" or "imagenet21k" (both shipped) or None (indices only)
     sha256: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     note: str = ""
@@ -65,7 +65,7 @@ def _augreg(model: str, stem: str, res: int, ft: bool, note: str = "") -> Pretra
     suffix = f"--imagenet2012-steps_20k-lr_{lr}-res_{res}" if ft else ""
     return PretrainedTag(model, "augreg_in21k_ft_in1k" if ft else "augreg_in21k",
                          f"{VIT_NPZ}augreg/{stem}{suffix}.npz", 1000 if ft else 21843, res,
-                         1.0 if res == 384 else 0.9, HALF, HALF, labels="imagenet1k" if ft else None,
+                         1.0 if res == 384 else 0.9, HALF, HALF, labels="imagenet1k" if ft else "imagenet21k",
                          model_kwargs=dict(act="gelu_tanh"), note=note)
 
 
@@ -75,7 +75,7 @@ def _orig(model: str, path: str, res: int, classes: int, note: str = "") -> Pret
     if "_r50_" in model:
         kwargs["stem_numerics"] = "jax"  # the official StdConv/GroupNorm epsilons (models.resnet_stem)
     return PretrainedTag(model, "orig_in21k_ft_in1k" if ft else "orig_in21k", f"{VIT_NPZ}{path}", classes, res,
-                         1.0 if res == 384 else 0.9, HALF, HALF, labels="imagenet1k" if ft else None,
+                         1.0 if res == 384 else 0.9, HALF, HALF, labels="imagenet1k" if ft else "imagenet21k",
                          model_kwargs=kwargs, note=note)
 
 
@@ -187,9 +187,31 @@ def imagenet1k_labels() -> tuple[str, ...]:
     return labels
 
 
+@functools.lru_cache(maxsize=1)
+def imagenet21k_synsets() -> tuple[tuple[str, str], ...]:
+    """The 21,843 classes of the ImageNet-21k release the ViT paper pre-trained on (fall 2011), in the
+    class-index order of the official ViT checkpoints (WordNet ids sorted): ``(wnid, lemmas)`` pairs,
+    e.g. ``("n00004475", "organism, being")``. Shipped in ``vitkit/assets``.
+
+    The Swin ImageNet-22k checkpoints (21,841 classes) use another list and order, not shipped:
+    their predictions are class indices."""
+    import gzip
+
+    raw = resources.files("vitkit").joinpath("assets/imagenet21k_labels.tsv.gz").read_bytes()
+    rows = tuple(tuple(line.split("\t", 1)) for line in gzip.decompress(raw).decode("utf-8").splitlines() if line)
+    if len(rows) != 21843:
+        raise RuntimeError(f"vitkit/assets/imagenet21k_labels.tsv.gz has {len(rows)} classes, expected 21843; "
+                           "reinstall vitkit")
+    return rows  # type: ignore[return-value]
+
+
 def labels_for(kind: str | None, num_classes: int) -> list[str] | None:
+    """Class names for a label set (``"imagenet1k"``: 1,000; ``"imagenet21k"``: 21,843), or None
+    when ``num_classes`` is not that set's size."""
     if kind == "imagenet1k" and num_classes == 1000:
         return list(imagenet1k_labels())
+    if kind == "imagenet21k" and num_classes == 21843:
+        return [lemmas for _, lemmas in imagenet21k_synsets()]
     return None
 
 
@@ -237,8 +259,8 @@ def build_from_file(entry: Any, kwargs: dict[str, Any], path: str | Path, tag: P
     cfg.update(meta_d.get("pretrained_cfg", {}))
     if hasattr(model, "img_size"):
         cfg["input_size"] = (cfg.get("input_size", (3,))[0], *model.img_size)
-    labels = meta_d.get("labels") or labels_for(cfg.get("labels") or ("imagenet1k" if file_classes == 1000 else None),
-                                                model.num_classes)
+    known = {1000: "imagenet1k", 21843: "imagenet21k"}.get(file_classes)  # the sizes say which set
+    labels = meta_d.get("labels") or labels_for(cfg.get("labels") or known, model.num_classes)
     cfg["labels"] = labels if labels and len(labels) == model.num_classes else None
     model.pretrained_cfg = cfg
     model.load_report = load_weights(model, raw, strict=True, fmt=fmt_.name)
