@@ -181,6 +181,44 @@ def test_yolo_reader_boxes_polygons_and_flip(tmp_path):
         YoloDetection(tmp_path, "train")
 
 
+def test_random_crop_policy_keeps_boxes_masks_and_labels_together(tmp_path):
+    """The Swin 3× crop branch (resize the short side to 400–600, crop 384–600 a side): each kept
+    box is its mask's tight bounding box, boxes cut away go with their masks and labels, the crop
+    size is in range, and the draws follow the sample's seed."""
+    from torchvision import tv_tensors
+
+    from vitkit.data.sampler import seeded_call
+
+    H, W = 800, 1000
+    img = tv_tensors.Image(torch.randint(0, 255, (3, H, W), dtype=torch.uint8))
+    rects = [(0, 0, 40, 50), (740, 930, 800, 1000), (350, 420, 520, 560)]  # y0, x0, y1, x1: two in corners
+    masks = torch.zeros(len(rects), H, W, dtype=torch.uint8)
+    for i, (y0, x0, y1, x1) in enumerate(rects):
+        masks[i, y0:y1, x0:x1] = 1
+    target = dict(boxes=tv_tensors.BoundingBoxes([[x0, y0, x1, y1] for y0, x0, y1, x1 in rects], format="XYXY",
+                                                 canvas_size=(H, W)),
+                  labels=torch.tensor([1, 2, 3]), masks=tv_tensors.Mask(masks), iscrowd=torch.zeros(3, dtype=torch.long))
+    tf = detection_transform(True, hflip=0.5, crop_policy=1.0)
+    sizes, kept = set(), []
+    for seed in range(16):
+        out_img, t = seeded_call(seed, tf, img, target)
+        h, w = out_img.shape[-2:]
+        assert 384 <= h <= 600 and 384 <= w <= 600
+        sizes.add((h, w))
+        boxes, m = t["boxes"].as_subclass(torch.Tensor), t["masks"].as_subclass(torch.Tensor)
+        assert len(boxes) == len(m) == len(t["labels"])
+        kept.append(len(boxes))
+        for box, mask in zip(boxes, m):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            tight = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+            assert (box - tight).abs().max() <= 1.5, (seed, box, tight)
+        again_img, again = seeded_call(seed, tf, img, target)
+        assert torch.equal(again_img, out_img) and torch.equal(again["boxes"], t["boxes"])
+    assert len(sizes) > 6 and min(kept) < 3  # sizes vary; some crops cut boxes away
+    off = detection_transform(True, hflip=0.0)(img, target)[0]
+    assert off.shape[-2:] == (H, W)
+
+
 def test_coco_reader_maps_categories_and_masks(tmp_path):
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "x.jpg")
     ann = dict(images=[dict(id=5, file_name="x.jpg", height=30, width=40)],

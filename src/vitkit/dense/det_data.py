@@ -190,15 +190,49 @@ def _transformed(ds: Any, item: int | tuple[int, int]) -> tuple[Any, dict[str, A
     return seeded_call(seed, ds.transforms, img, target) if ds.transforms else (img, target)
 
 
-def detection_transform(train: bool, hflip: float = 0.5) -> v2.Compose:
-    """Flip (training) and scale to [0, 1]; resizing and normalisation happen inside the R-CNN
-    (``min_size``/``max_size``). Crowd boxes are dropped for training."""
+class RandomAbsoluteCrop(v2.Transform):
+    """A random crop of h × w pixels, h and w drawn uniformly from [lo, hi] (each at most the image's
+    side): mmdetection's ``RandomCrop(crop_type="absolute_range")``. Boxes and masks are cropped with
+    the image; boxes left empty are removed later (``SanitizeBoundingBoxes``), and a crop with no
+    box left is kept (an image of background only)."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        super().__init__()
+        if not 0 < lo <= hi:
+            raise ValueError(f"crop size range ({lo}, {hi}) must satisfy 0 < lo <= hi")
+        self.lo, self.hi = int(lo), int(hi)
+
+    def make_params(self, flat_inputs: list) -> dict:
+        H, W = v2.query_size(flat_inputs)
+        h = int(torch.randint(min(H, self.lo), min(H, self.hi) + 1, ()))
+        w = int(torch.randint(min(W, self.lo), min(W, self.hi) + 1, ()))
+        top = int(torch.randint(0, H - h + 1, ()))
+        left = int(torch.randint(0, W - w + 1, ()))
+        return dict(top=top, left=left, height=h, width=w)
+
+    def transform(self, inpt, params: dict):
+        return self._call_kernel(v2.functional.crop, inpt, **params)
+
+
+def detection_transform(train: bool, hflip: float = 0.5, crop_policy: float = 0.0,
+                        crop_resize: Sequence[int] = (400, 500, 600), crop_size: Sequence[int] = (384, 600),
+                        max_size: int = 1333) -> v2.Compose:
+    """Flip (training) and scale to [0, 1]; the multi-scale resize and normalisation happen inside
+    the R-CNN (``min_size``/``max_size``). Crowd boxes are dropped for training.
+
+    ``crop_policy`` > 0 adds the Swin paper's 3× augmentation (DETR's, via mmdetection's
+    ``AutoAugment``): with that probability the image is first resized to a short side drawn from
+    ``crop_resize`` (long side ≤ ``max_size``) and cropped to a random size in ``crop_size``; the
+    R-CNN's multi-scale resize then applies to the crop as it does to the other images."""
     ops: list[Any] = []
     if train:
         ops += [DropCrowd(), v2.RandomHorizontalFlip(hflip)]
+        if crop_policy > 0:
+            ops.append(v2.RandomApply([v2.RandomShortestSize(list(crop_resize), max_size=max_size, antialias=True),
+                                       RandomAbsoluteCrop(*crop_size)], p=crop_policy))
     ops += [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True)]
     if train:
-        ops.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+        ops.append(v2.SanitizeBoundingBoxes(min_size=1.0))  # crop clamps the boxes; this drops the empty ones
     return v2.Compose(ops)
 
 

@@ -75,7 +75,8 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
         raise ValueError(f"kind={r.kind!r} is not supported; choose mask_rcnn or faster_rcnn")
     want_masks = None if r.kind == "mask_rcnn" else False
     train_ds = open_detection(r.data, "train", fmt=r.data_format, masks=want_masks,
-                              transforms=detection_transform(True, r.hflip))
+                              transforms=detection_transform(True, r.hflip, r.crop_policy, r.crop_resize,
+                                                                 r.crop_size, r.max_size))
     if r.kind == "mask_rcnn" and not train_ds.masks:
         raise ValueError(f"kind=mask_rcnn needs instance masks (polygons or RLE) but {r.data} has boxes only; "
                          "use kind=faster_rcnn")
