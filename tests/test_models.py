@@ -53,8 +53,12 @@ def test_registry_names_follow_conventions():
 
 
 def test_unknown_model_error_names_alternatives():
-    with pytest.raises(ValueError, match="unknown model 'vit_bsae_patch16_224'.*list_models"):
+    with pytest.raises(ValueError, match="unknown model 'vit_bsae_patch16_224'. Similar names: vit_base_patch16_224.*list_models"):
         vitkit.create_model("vit_bsae_patch16_224")
+    with pytest.raises(ValueError, match="Similar names: vit_huge_patch14_224, vit_huge_patch16_224"):
+        vitkit.create_model("vit_huge")  # a prefix: the variants it starts
+    with pytest.raises(ValueError, match=r"has ViT \(vit_\*\), hybrid .* and Swin \(swin_\*\) models"):
+        vitkit.create_model("resnet50")  # nothing close: the families
 
 
 @pytest.mark.parametrize("name", ALL)

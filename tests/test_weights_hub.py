@@ -155,6 +155,17 @@ def test_imagenet21k_names_ship_and_reach_a_21k_checkpoints_model(tmp_path, monk
     model = vitkit.create_model("vit_tiny_patch16_224", pretrained="augreg_in21k", depth=1)
     assert model.num_classes == 21843 and model.pretrained_cfg["labels"][21842] == rows[21842][1]
 
+    # timm's "name.tag" spelling: the same weights; without pretrained, the tag's shape only
+    dotted = vitkit.create_model("vit_tiny_patch16_224.augreg_in21k", pretrained=True, depth=1)
+    assert dotted.pretrained_cfg["tag"] == model.pretrained_cfg["tag"] == "vit_tiny_patch16_224.augreg_in21k"
+    assert all(torch.equal(a, b) for a, b in zip(dotted.state_dict().values(), model.state_dict().values()))
+    shaped = vitkit.create_model("vit_tiny_patch16_224.augreg_in21k", depth=1)
+    assert shaped.num_classes == 21843 and shaped.blocks[0].mlp.act.approximate == "tanh"
+    with pytest.raises(ValueError, match="names the tag 'augreg_in21k' but pretrained='orig_in21k'"):
+        vitkit.create_model("vit_tiny_patch16_224.augreg_in21k", pretrained="orig_in21k")
+    with pytest.raises(ValueError, match="no pretrained tag 'jft'"):
+        vitkit.create_model("vit_tiny_patch16_224.jft")
+
 
 @torch.no_grad()
 def test_create_model_pretrained_from_the_cache_offline(tmp_path, monkeypatch):

@@ -41,14 +41,27 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
+def _similar(name: str, n: int = 8) -> list[str]:
+    """Registered names closest to a mistyped one: those it is a prefix of (``vit_huge`` →
+    ``vit_huge_patch14_224``, …), else the closest spellings, else those sharing its family word."""
+    import difflib
+
+    names = sorted(_REGISTRY)
+    hits = [m for m in names if m.startswith(name)]
+    if not hits:
+        hits = difflib.get_close_matches(name, names, n=n, cutoff=0.6)
+    if not hits:
+        hits = [m for m in names if m.split("_")[0] == name.split("_")[0]]
+    return hits[:n]
+
+
 def get_entry(name: str) -> ModelEntry:
     _ensure_loaded()
     if name not in _REGISTRY:
-        close = fnmatch.filter(_REGISTRY, f"*{name.split('_')[0]}*")[:8] or list(_REGISTRY)[:8]
-        raise ValueError(
-            f"unknown model {name!r}. Similar names: {', '.join(sorted(close))}. "
-            "See vitkit.list_models() for all of them."
-        )
+        close = _similar(name)
+        hint = (f"Similar names: {', '.join(close)}." if close else
+                "vitkit has ViT (vit_*), hybrid ResNet+ViT (vit_*_r50_*) and Swin (swin_*) models.")
+        raise ValueError(f"unknown model {name!r}. {hint} See vitkit.list_models() (or `vitkit models`) for all of them.")
     return _REGISTRY[name]
 
 
@@ -63,10 +76,25 @@ def create_model(
     """Build a registered model.
 
     ``pretrained`` is ``False``, ``True`` (the default tag) or a tag name; the weights are fetched
-    (or found in the cache) and loaded with the head replaced when ``num_classes`` differs.
+    (or found in the cache) and loaded with the head replaced when ``num_classes`` differs. timm's
+    ``"name.tag"`` spelling names the tag too (``"vit_base_patch16_224.augreg_in21k"``): with
+    ``pretrained=True`` its weights, without them a model shaped as that tag's (classes, GELU).
     ``img_size`` and any constructor argument (``drop_path_rate=0.1``, ``window_size=12``, …)
     override the variant's row.
     """
+    if name not in _REGISTRY and "." in name:
+        _ensure_loaded()
+        base, tag_name = name.split(".", 1)
+        if base in _REGISTRY:
+            from .weights.pretrained import get_pretrained
+
+            tag = get_pretrained(base, tag_name)  # a clear error for an unknown tag
+            if isinstance(pretrained, str) and pretrained != tag_name:
+                raise ValueError(f"{name!r} names the tag {tag_name!r} but pretrained={pretrained!r}; give one of them")
+            if pretrained:
+                return create_model(base, pretrained=tag_name, num_classes=num_classes, img_size=img_size, **overrides)
+            return create_model(base, num_classes=tag.num_classes if num_classes is None else num_classes,
+                                img_size=img_size, **{**tag.model_kwargs, **overrides})
     entry = get_entry(name)
     kwargs = dict(entry.kwargs)
     kwargs.update(overrides)
