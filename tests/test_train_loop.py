@@ -197,6 +197,64 @@ def test_two_process_gloo_equals_one_process(tmp_path: Path) -> None:
     assert ra[-1]["val_acc1"] == rb[-1]["val_acc1"]  # every val image counted once across the 2 ranks
 
 
+FSDP_RUN = """
+import sys
+from vitkit.train import Trainer, apply_overrides, get_recipe
+
+out, crash, stochastic = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+cfg = apply_overrides(get_recipe("mnist_demo"), dict(
+    max_steps=4, batch_size=32, accum_steps=2, num_workers=0, progress=False, threads=1, val_fraction=0.02,
+    checkpoint_every=2, warmup_epochs=0, ema_decay=0.5, clip_grad=1.0, parallel="fsdp",
+    # stochastic: AdamW and drop-path (the RNG and optimiser state a resume must restore); else SGD and
+    # no randomness, so that 2 processes compute what one does (see test_two_process_gloo_equals_one_process)
+    **(dict(drop_path=0.1) if stochastic else dict(drop_path=0.0, dropout=0.0, optimizer="sgd", lr=0.1))))
+
+def stop(trainer):
+    if trainer.global_step == crash:
+        raise SystemExit(3)
+
+Trainer(cfg, out, resume=crash < 0, callbacks=[stop]).fit()
+"""
+
+
+@pytest.mark.skipif(not _torchrun_available(), reason="torch.distributed with gloo is not available")
+def test_fsdp_two_processes_train_like_one_and_resume_exactly(tmp_path: Path) -> None:
+    """``parallel=fsdp`` under torchrun (2 gloo processes): the run ends with one process's weights
+    and EMA (float32 rounding of the sharded sums), writes whole checkpoints that load anywhere, and a
+    run stopped after step 2 and resumed ends bit-identical to the uninterrupted one (optimiser state
+    restored into the shards, every rank's RNG: drop-path on)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    script = tmp_path / "run.py"
+    script.write_text(FSDP_RUN)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+
+    def launch(out: str, crash: int, stochastic: bool, procs: list[str] = torchrun) -> None:
+        run = subprocess.run([*procs, str(tmp_path / out), str(crash), str(int(stochastic))], env=env,
+                             capture_output=True, text=True, timeout=240)
+        assert (run.returncode != 0) if crash > 0 else (run.returncode == 0), run.stderr[-3000:]
+
+    launch("sharded", 0, False)
+    launch("one", 0, False, [sys.executable, str(script)])  # parallel=fsdp in one process: plain training
+    a, b = load_checkpoint(tmp_path / "one" / "checkpoint-last.pt"), load_checkpoint(tmp_path / "sharded" / "checkpoint-last.pt")
+    assert (a["parallel"], b["parallel"], b["world_size"], b["global_step"]) == ("ddp", "fsdp", 2, 4)
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+        torch.testing.assert_close(b["model_ema"]["module"][k], a["model_ema"]["module"][k], rtol=1e-5, atol=1e-6)
+    assert _metrics(tmp_path / "one")[-1]["val_acc1"] == _metrics(tmp_path / "sharded")[-1]["val_acc1"]
+    model = create_model(b["model_name"], **b["model_kwargs"])
+    model.load_state_dict(load_checkpoint(tmp_path / "sharded" / "checkpoint-best.pt")["model"])  # whole weights
+
+    launch("whole", 0, True)
+    launch("cut", 2, True)  # stops (exit 3) after the checkpoint at step 2
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint-last.pt")["global_step"] == 2
+    launch("cut", -1, True)  # resumes
+    w, c = load_checkpoint(tmp_path / "whole" / "checkpoint-last.pt"), load_checkpoint(tmp_path / "cut" / "checkpoint-last.pt")
+    assert c["global_step"] == 4
+    for k, v in w["model"].items():
+        assert torch.equal(c["model"][k], v), k
+    assert _metrics(tmp_path / "cut")[-1]["train_loss"] == _metrics(tmp_path / "whole")[-1]["train_loss"]
+
+
 @pytest.mark.parametrize("model, extra", [
     ("vit_micro_patch4_32", dict(precision="bf16", channels_last=True, layer_decay=0.75, optimizer="sgd")),
     ("swin_micro_patch2_window4_32", dict(grad_checkpointing=True, layer_decay=0.75, lr_base_batch=64,

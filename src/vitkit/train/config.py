@@ -17,6 +17,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+PARALLEL = ("ddp", "fsdp")
 AUGMENT_PRESETS = ("imagenet", "cifar", "digits", "resize")
 
 
@@ -77,6 +78,7 @@ class TrainConfig:
     precision: str = "auto"       # auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere
     channels_last: bool = False
     compile: bool = False
+    parallel: str = "ddp"         # under torchrun: ddp (weights replicated) | fsdp (weights, gradients, optimiser state sharded per block)
     eval_every: int = 1           # epochs between evaluations (the last epoch is always evaluated)
     checkpoint_every: int = 0     # >0: also write checkpoint-last.pt every this many steps
     progress: bool = True
@@ -108,6 +110,9 @@ class TrainConfig:
         need(self.precision in PRECISIONS, "precision", f"choose one of {PRECISIONS}")
         need(self.device in DEVICES or self.device.startswith("cuda:"), "device", f"choose one of {DEVICES}")
         need(self.augment in AUGMENT_PRESETS, "augment", f"choose one of {AUGMENT_PRESETS}")
+        need(self.parallel in PARALLEL, "parallel", f"choose one of {PARALLEL}")
+        need(not (self.parallel == "fsdp" and self.precision == "fp16"), "precision",
+             "fp16 loss scaling is not supported with parallel=fsdp; use precision=bf16")
         need(self.interpolation in ("", "bilinear", "bicubic", "nearest"), "interpolation",
              "choose bilinear, bicubic or nearest")
         need(self.epochs >= 1, "epochs", "must be at least 1")

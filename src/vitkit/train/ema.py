@@ -6,6 +6,8 @@ import copy
 import torch
 from torch import nn
 
+from .fsdp import full_tensor
+
 
 class ModelEma:
     """A frozen copy of ``model`` updated after each optimiser step: e ← d·e + (1−d)·w.
@@ -32,7 +34,7 @@ class ModelEma:
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
         ema_p = [p for p in self.module.parameters()]
-        new_p = [p.detach() for p in model.parameters()]
+        new_p = [full_tensor(p.detach()) for p in model.parameters()]  # FSDP: the shards gathered
         torch._foreach_lerp_(ema_p, new_p, 1.0 - d)
         for e, b in zip(self.module.buffers(), model.buffers()):
             e.copy_(b)

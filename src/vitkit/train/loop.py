@@ -12,6 +12,7 @@ run folder. Only rank 0 writes files. What is optimised and measured comes from 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from .allocator import keep_freed_memory
 from .checkpoint import get_rng_state, load_checkpoint, save_atomic, set_rng_state
 from .config import TrainConfig
 from .ema import ModelEma
+from .fsdp import full_tensor
 from .optim import WarmupDecay, build_optimizer, param_groups
 from .progress import ProgressBar, epoch_summary, plot_curves
 from .tasks import ClassificationTask, Task
@@ -162,8 +164,15 @@ class Trainer:
         self.amp_dtype = _amp_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.fsdp = cfg.parallel == "fsdp" and self.dist.enabled  # see vitkit.train.fsdp
+        self.eval_model: nn.Module | None = None
+        if self.fsdp:
+            from .fsdp import shard_model
+
+            self.eval_model = copy.deepcopy(self.model).eval()  # whole, refreshed from the shards to evaluate
+            shard_model(self.model)
         self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                           else None) if self.dist.enabled else None
+                                           else None) if self.dist.enabled and not self.fsdp else None
         self.forward_model: nn.Module = self.ddp or self.model
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
@@ -256,6 +265,8 @@ class Trainer:
                 log.warning("skipped unreadable image %s (%s)", s.source, s.error)
         batch = self.task.to_device(batch, self.device, self.cfg.channels_last)
         no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
+        if self.fsdp:
+            self.model.set_requires_gradient_sync(sync)  # accumulate locally, reduce-scatter on the last micro-batch
         try:
             with no_sync:
                 with self._autocast():
@@ -299,9 +310,10 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
         params = [p for p in self.model.parameters() if p.grad is not None]
         if self.cfg.clip_grad > 0:
-            self.grad_norm = float(nn.utils.clip_grad_norm_(params, self.cfg.clip_grad))
+            norm = nn.utils.clip_grad_norm_(params, self.cfg.clip_grad)
         else:
-            self.grad_norm = float(nn.utils.get_total_norm([p.grad for p in params]))
+            norm = nn.utils.get_total_norm([p.grad for p in params])
+        self.grad_norm = float(full_tensor(norm))  # FSDP: a sharded norm, gathered
         if not math.isfinite(self.grad_norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
             raise NonFiniteLossError(self._stop_message(f"the gradient norm is {self.grad_norm}"))
         self.scaler.step(self.optimizer)
@@ -323,7 +335,8 @@ class Trainer:
                                "train_loss": s["loss_sum"] / max(s["samples"], 1)}
         weights_from, metric = "model", None
         if self.epoch % cfg.eval_every == 0 or last:
-            row.update(self.task.evaluate(self.model, self.val_loader, self.device, self._autocast, cfg.channels_last))
+            row.update(self.task.evaluate(self._whole_model(), self.val_loader, self.device, self._autocast,
+                                          cfg.channels_last))
             metric = row.get(self.task.main_metric)
             if self.ema is not None:
                 ema = self.task.evaluate(self.ema.module, self.val_loader, self.device, self._autocast, cfg.channels_last)
@@ -346,10 +359,11 @@ class Trainer:
                             s["skipped"])
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         self._save_last()
-        if is_best and self.dist.is_main:
-            src = self.ema.module if weights_from == "ema" else self.model
-            save_atomic({**self._meta(), "model": src.state_dict(), "weights_from": weights_from, "metrics": row},
-                        self.out / "checkpoint-best.pt")
+        if is_best:
+            weights = self.ema.module.state_dict() if weights_from == "ema" else self._model_state()
+            if self.dist.is_main:
+                save_atomic({**self._meta(), "model": weights, "weights_from": weights_from, "metrics": row},
+                            self.out / "checkpoint-best.pt")
         if self.dist.is_main:
             plot_curves(self.metrics, self.out / "curves.png",
                         title=f"{getattr(self.model, 'model_name', cfg.model)} on {cfg.data}")
@@ -361,28 +375,61 @@ class Trainer:
                 "recipe": self.recipe, "epoch": self.epoch, "global_step": self.global_step,
                 "vitkit_version": __version__}
 
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        """The model's full state dict (FSDP: gathered to rank 0, a collective every rank joins)."""
+        if not self.fsdp:
+            return self.model.state_dict()
+        from .fsdp import full_model_state
+
+        return full_model_state(self.model)
+
+    def _whole_model(self) -> nn.Module:
+        """The model to evaluate: itself, or with FSDP a whole copy loaded from the shards."""
+        if not self.fsdp:
+            return self.model
+        from .fsdp import full_model_state
+
+        self.eval_model.load_state_dict(full_model_state(self.model, everywhere=True))
+        return self.eval_model
+
     def _save_last(self, rng: dict[str, Any] | None = None) -> None:
         """checkpoint-last.pt: everything needed to continue exactly (every rank's RNG included)."""
         rngs = D.gather_objects(rng or get_rng_state())
+        model_state = self._model_state()
+        if self.fsdp:
+            from .fsdp import full_optimizer_state
+
+            optimizer_state = full_optimizer_state(self.model, self.optimizer)  # keyed by parameter name
+        else:
+            optimizer_state = self.optimizer.state_dict()
         if not self.dist.is_main:
             return
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        bad = [n for n, p in model_state.items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:  # never replace a good checkpoint by a broken one
             raise NonFiniteLossError(f"the weights became non-finite at step {self.global_step} ({bad[0]}, …); "
                                      f"{self.out / 'checkpoint-last.pt'} was left as it was. Lower lr (now "
                                      f"{self.lr:.3g}) or set clip_grad=1.")
-        state = {**self._meta(), "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {**self._meta(), "model": model_state, "optimizer": optimizer_state,
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "step_in_epoch": self.step_in_epoch, "best_metric": self.best_metric,
-                 "epoch_stats": dict(self.epoch_stats), "rng": rngs, "world_size": self.dist.world_size}
+                 "epoch_stats": dict(self.epoch_stats), "rng": rngs, "world_size": self.dist.world_size,
+                 "parallel": "fsdp" if self.fsdp else "ddp"}
         if self.ema is not None:
             state["model_ema"] = self.ema.state_dict()
         save_atomic(state, self.out / "checkpoint-last.pt")
 
     def _load_state(self, path: Path) -> None:
         ck = load_checkpoint(path)
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        saved = ck.get("parallel", "ddp")  # fsdp checkpoints key the optimiser state by parameter name
+        if self.fsdp and saved != "fsdp":
+            raise ValueError(f"{path} was written without FSDP (parallel={saved}); resume it with parallel={saved}")
+        if saved == "fsdp":  # into shards, or into a whole model (a resume on one process)
+            from .fsdp import load_full_state
+
+            load_full_state(self.model, self.optimizer, ck["model"], ck["optimizer"])
+        else:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         if self.ema is not None:
