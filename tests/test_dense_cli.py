@@ -90,18 +90,23 @@ def test_detect_train_eval_predict_on_coco8(shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_gloo_processes_score_like_one(seg_folder, tmp_path):
-    """DDP on CPU: 2 processes train (global batch 2) and each scores a shard of the validation set;
-    the summed confusion matrix must give exactly the single-process score of the saved weights.
-    Group norm, so no per-process batch statistics differ."""
-    run = tmp_path / "ddp"
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_torchrun_two_gloo_processes_score_like_one(seg_folder, tmp_path, parallel):
+    """DDP or FSDP on CPU: 2 processes train (global batch 2) and each scores a shard of the
+    validation set; the summed confusion matrix must give exactly the single-process score of the
+    saved (whole) weights. Group norm, so no per-process batch statistics differ."""
+    run = tmp_path / parallel
     script = Path(sys.executable).with_name("vitkit")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "segment", "train", "--data", str(seg_folder), "--out", str(run), *SEG_TINY, "norm=gn"]
+           "segment", "train", "--data", str(seg_folder), "--out", str(run), *SEG_TINY, "norm=gn",
+           f"parallel={parallel}"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 processes" in proc.stderr
+    from vitkit.train.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "checkpoint-last.pt")["parallel"] == parallel
     row = _last_metrics(run)
     scores = tmp_path / "scores.json"
     assert main(["segment", "eval", "--checkpoint", str(run / "checkpoint-last.pt"), "--json", str(scores)]) == 0

@@ -55,6 +55,7 @@ class SegRecipe:
     threads: int = 0                    # 0: torch's default
     amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
     grad_checkpointing: bool = False
+    parallel: str = "ddp"               # under torchrun: ddp | fsdp (weights, gradients, optimiser state sharded per block)
     out: str = "runs/segment"
 
 
