@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vitkit.cli import main
@@ -90,27 +91,31 @@ def test_detect_train_eval_predict_on_coco8(shared_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_torchrun_two_gloo_processes_score_like_one(seg_folder, tmp_path, parallel):
-    """DDP or FSDP on CPU: 2 processes train (global batch 2) and each scores a shard of the
+def test_torchrun_two_gloo_processes_score_like_one(seg_folder, tmp_path):
+    """DDP and FSDP on CPU: 2 processes train (global batch 2) and each scores a shard of the
     validation set; the summed confusion matrix must give exactly the single-process score of the
-    saved (whole) weights. Group norm, so no per-process batch statistics differ."""
-    run = tmp_path / parallel
-    script = Path(sys.executable).with_name("vitkit")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           "segment", "train", "--data", str(seg_folder), "--out", str(run), *SEG_TINY, "norm=gn",
-           f"parallel={parallel}"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 processes" in proc.stderr
+    saved (whole) weights. Group norm, so no per-process batch statistics differ. The FSDP run starts
+    from rank 0's weights as DDP does and ends with DDP's weights (float32 rounding)."""
     from vitkit.train.checkpoint import load_checkpoint
 
-    assert load_checkpoint(run / "checkpoint-last.pt")["parallel"] == parallel
-    row = _last_metrics(run)
-    scores = tmp_path / "scores.json"
-    assert main(["segment", "eval", "--checkpoint", str(run / "checkpoint-last.pt"), "--json", str(scores)]) == 0
-    assert json.loads(scores.read_text())["mIoU"] == pytest.approx(row["val_mIoU"], abs=1e-12)
+    script = Path(sys.executable).with_name("vitkit")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for parallel in ("ddp", "fsdp"):
+        run = tmp_path / parallel
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+               "segment", "train", "--data", str(seg_folder), "--out", str(run), *SEG_TINY, "norm=gn",
+               f"parallel={parallel}"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "2 processes" in proc.stderr
+        assert load_checkpoint(run / "checkpoint-last.pt")["parallel"] == parallel
+        row = _last_metrics(run)
+        scores = tmp_path / f"scores_{parallel}.json"
+        assert main(["segment", "eval", "--checkpoint", str(run / "checkpoint-last.pt"), "--json", str(scores)]) == 0
+        assert json.loads(scores.read_text())["mIoU"] == pytest.approx(row["val_mIoU"], abs=1e-12)
+    ddp, fsdp = (load_checkpoint(tmp_path / p / "checkpoint-last.pt")["model"] for p in ("ddp", "fsdp"))
+    for k, v in ddp.items():
+        torch.testing.assert_close(fsdp[k], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_finishes(seg_folder, tmp_path, monkeypatch,

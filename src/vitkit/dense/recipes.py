@@ -98,6 +98,7 @@ class DetRecipe:
     threads: int = 0
     amp: bool = True
     grad_checkpointing: bool = False
+    parallel: str = "ddp"               # under torchrun: ddp | fsdp (weights, gradients, optimiser state sharded per block)
     out: str = "runs/detect"
 
 

@@ -3,6 +3,7 @@
 atomic checkpoint writes and optimiser groups are vitkit.train's, shared with classification."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -164,6 +165,72 @@ class RunFolder:
         fig.tight_layout()
         fig.savefig(self.dir / "curves.png", dpi=90)
         plt.close(fig)
+
+
+class Parallel:
+    """How a dense training loop spreads over torchrun's processes: ``ddp`` (weights replicated) or
+    ``fsdp`` (weights, gradients and optimiser state sharded per Transformer block; see
+    :mod:`vitkit.train.fsdp`). One process: neither. The loop calls, in order: :meth:`shard` before
+    building the optimiser, :meth:`load` on resume, :meth:`wrap`, and :meth:`whole` / :meth:`state`
+    at each evaluation (collectives: every process calls them)."""
+
+    def __init__(self, parallel: str, d: DistInfo, sync_bn: bool = False) -> None:
+        if parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel={parallel!r}: choose ddp or fsdp")
+        self.d, self.sync_bn = d, sync_bn and d.device.type == "cuda"
+        self.fsdp = parallel == "fsdp" and d.world_size > 1
+        self._whole: nn.Module | None = None
+
+    def shard(self, model: nn.Module) -> nn.Module:
+        if self.fsdp:
+            from ..train.fsdp import shard_model
+
+            if self.sync_bn:
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            with torch.no_grad():  # rank 0's initial weights everywhere, as DDP does (ranks seed apart)
+                for t in [*model.parameters(), *model.buffers()]:
+                    torch.distributed.broadcast(t, src=0)
+            self._whole = copy.deepcopy(model).eval()  # whole, refreshed from the shards to evaluate
+            shard_model(model)
+        return model
+
+    def load(self, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any], path: Path) -> None:
+        saved = state.get("parallel", "ddp")  # fsdp checkpoints key the optimiser state by parameter name
+        if self.fsdp and saved != "fsdp":
+            raise ValueError(f"{path} was written without FSDP (parallel={saved}); resume it with parallel={saved}")
+        if saved == "fsdp":  # into the shards, or into a whole model (a resume on one process)
+            from ..train.fsdp import load_full_state
+
+            load_full_state(model, opt, state["model"], state["optimizer"])
+        else:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if self.d.world_size == 1 or self.fsdp:
+            return model
+        if self.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.d.local_rank] if self.d.device.type == "cuda" else None)
+
+    def whole(self, model: nn.Module) -> nn.Module:
+        """The model to evaluate: FSDP's whole copy loaded from the shards (so that processes with
+        unequal shares of the images run no collectives), else the model itself."""
+        if not self.fsdp:
+            return model
+        from ..train.fsdp import full_model_state
+
+        self._whole.load_state_dict(full_model_state(model, everywhere=True))
+        return self._whole
+
+    def state(self, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+        """``model``, ``optimizer`` and ``parallel`` entries of a checkpoint (whole state dicts)."""
+        if self.fsdp:
+            from ..train.fsdp import full_model_state, full_optimizer_state
+
+            return dict(model=full_model_state(model), optimizer=full_optimizer_state(model, opt), parallel="fsdp")
+        return dict(model=unwrap(model).state_dict(), optimizer=opt.state_dict(), parallel="ddp")
 
 
 def unwrap(model: nn.Module) -> nn.Module:

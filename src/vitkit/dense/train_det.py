@@ -18,7 +18,7 @@ from .coco_eval import CocoEvaluator
 from .det_data import collate_detection, detection_transform, open_detection
 from .detection import build_detector
 from .recipes import DetRecipe
-from .runtime import (DistInfo, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
+from .runtime import (DistInfo, Parallel, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
                       per_rank_batch, restore_rng, rng_states, setup, teardown, train_sampler, unwrap, warmup_steps)
 
 log = logging.getLogger("vitkit.dense")
@@ -85,6 +85,8 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     model = build_model(r, train_ds.num_classes).to(d.device)
     if r.grad_checkpointing:
         model.backbone.body.set_grad_checkpointing(True)
+    par = Parallel(r.parallel, d)
+    model = par.shard(model)
     sampler = train_sampler(len(train_ds), d, r.seed, drop_last=False)
     # its own generator: starting an epoch draws nothing from the global RNG (proposal sampling's stream)
     loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world_size), sampler=sampler,
@@ -99,13 +101,11 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     last = run.dir / "checkpoint-last.pt"
     if resume and last.exists():
         state = _load(last)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        par.load(model, opt, state, last)
         sched.load_state_dict(state["scheduler"])
         start_epoch, best, it, rng = state["epoch"], state["best"], state["iter"], state.get("rng")
         log.info("resumed from %s after epoch %d", last, start_epoch)
-    if d.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    model = par.wrap(model)
     run.write_config(r)
     if d.is_main:
         n_params = sum(p.numel() for p in unwrap(model).parameters())
@@ -144,7 +144,7 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
                          opt.param_groups[0]["lr"], time.time() - t0)
         done = epoch + 1
         if done % r.eval_interval == 0 or done == r.epochs:
-            res = evaluate(model, val_ds, train_ds.num_classes, device=d.device, d=d, masks=masks,
+            res = evaluate(par.whole(model), val_ds, train_ds.num_classes, device=d.device, d=d, masks=masks,
                            class_names=train_ds.class_names, amp=r.amp)
             row: dict[str, Any] = dict(epoch=done, iter=it, train_loss=float(np.mean(parts["loss"])),
                                        **{f"train_{k}": float(np.mean(v)) for k, v in parts.items() if k != "loss"},
@@ -152,15 +152,14 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
             if r.eval_on_train:
                 tr = open_detection(r.data, "train", fmt=r.data_format, masks=masks,
                                     transforms=detection_transform(False))
-                row.update(_flat("train", evaluate(model, tr, train_ds.num_classes, device=d.device, d=d,
+                row.update(_flat("train", evaluate(par.whole(model), tr, train_ds.num_classes, device=d.device, d=d,
                                                    masks=masks, class_names=train_ds.class_names, amp=r.amp)))
             run.log_metrics(row)
             if d.is_main:
                 log.info("eval @ epoch %d: %s", done, "  ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                                  if "_AP" in k))
             ap = res["bbox"]["AP"]
-            state = dict(task="detection", model=unwrap(model).state_dict(), optimizer=opt.state_dict(),
-                         scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
+            state = dict(task="detection", **par.state(model, opt), scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
                          recipe=dataclasses.asdict(r), num_classes=train_ds.num_classes,
                          class_names=list(train_ds.class_names), masks=masks, rng=rng_states())
             run.save("checkpoint-last.pt", state)

@@ -4,7 +4,6 @@ under ``torchrun`` (DDP; each process takes ``batch_size / world`` crops; the co
 summed over processes)."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import time
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .inference import predict_logits
 from .recipes import SegRecipe
-from .runtime import (DistInfo, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
+from .runtime import (DistInfo, Parallel, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
                       per_rank_batch, restore_rng, rng_states, setup, teardown, train_sampler, unwrap, warmup_poly)
 from .seg_data import IGNORE, EvalTransform, SegSpec, collate_pad, open_segmentation, train_transform
 from .seg_metrics import SegMetric
@@ -68,15 +67,9 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: to
 
 
 def _checkpoint(model: nn.Module, opt: Any, sched: Any, it: int, best: float, r: SegRecipe,
-                spec: SegSpec, fsdp: bool = False) -> dict[str, Any]:
+                spec: SegSpec, par: Parallel) -> dict[str, Any]:
     """The run's state (a collective under DDP/FSDP: every process calls it; rank 0 writes it)."""
-    if fsdp:  # whole state dicts gathered to rank 0; the optimiser's keyed by parameter name
-        from ..train.fsdp import full_model_state, full_optimizer_state
-
-        weights, opt_state = full_model_state(model), full_optimizer_state(model, opt)
-    else:
-        weights, opt_state = unwrap(model).state_dict(), opt.state_dict()
-    return dict(task="segmentation", model=weights, optimizer=opt_state, parallel="fsdp" if fsdp else "ddp",
+    return dict(task="segmentation", **par.state(model, opt),
                 scheduler=sched.state_dict(), iter=it, best=best, recipe=dataclasses.asdict(r),
                 num_classes=spec.num_classes, class_names=list(spec.class_names),
                 palette=[list(c) for c in spec.palette], void_values=list(spec.void_values),
@@ -106,40 +99,19 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
                                transform=EvalTransform(r.base_size if r.test_resize else None, mean, std))
     if r.grad_checkpointing:
         model.backbone.set_grad_checkpointing(True)
-    if r.parallel not in ("ddp", "fsdp"):
-        raise ValueError(f"parallel={r.parallel!r}: choose ddp or fsdp")
-    fsdp = r.parallel == "fsdp" and d.world_size > 1
-    whole = None
-    if fsdp:  # see vitkit.train.fsdp: shards per Transformer block; a whole copy evaluates
-        from ..train.fsdp import full_model_state, shard_model
-
-        if d.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        whole = copy.deepcopy(model).eval()
-        shard_model(model)
+    par = Parallel(r.parallel, d, sync_bn=True)
+    model = par.shard(model)
     opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_poly(r.iters, r.warmup_iters, r.warmup_ratio, r.poly_power))
     start, best, rng = 0, -1.0, None
     last = run.dir / "checkpoint-last.pt"
     if resume and last.exists():
         state = _load(last)
-        saved = state.get("parallel", "ddp")
-        if fsdp and saved != "fsdp":
-            raise ValueError(f"{last} was written without FSDP (parallel={saved}); resume it with parallel={saved}")
-        if saved == "fsdp":
-            from ..train.fsdp import load_full_state
-
-            load_full_state(model, opt, state["model"], state["optimizer"])
-        else:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
+        par.load(model, opt, state, last)
         sched.load_state_dict(state["scheduler"])
         start, best, rng = state["iter"], state["best"], state.get("rng")
         log.info("resumed from %s at iteration %d", last, start)
-    if d.world_size > 1 and not fsdp:
-        if d.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+    model = par.wrap(model)
     run.write_config(r)
 
     sampler = train_sampler(len(train_ds), d, r.seed, drop_last=True)
@@ -190,9 +162,7 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
                          opt.param_groups[0]["lr"], rate, eta / 60)
                 t_log = time.time()
             if it % r.eval_interval == 0 or it == r.iters:
-                if fsdp:
-                    whole.load_state_dict(full_model_state(model, everywhere=True))
-                scores = evaluate(whole if fsdp else model, val_ds, spec.num_classes, device=d.device, d=d, mode=r.eval_mode,
+                scores = evaluate(par.whole(model), val_ds, spec.num_classes, device=d.device, d=d, mode=r.eval_mode,
                                   crop=r.eval_crop, stride=r.eval_stride, batch_size=r.eval_batch_size,
                                   workers=min(r.workers, 1), amp=r.amp)
                 row = dict(iter=it, epoch=it / ipe, train_loss=float(np.mean(losses)) if losses else None,
@@ -203,7 +173,7 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
                 if d.is_main:
                     log.info("eval @ %d: mIoU %.4f  aAcc %.4f  mAcc %.4f", it, scores["mIoU"], scores["aAcc"],
                              scores["mAcc"])
-                state = _checkpoint(model, opt, sched, it, max(best, scores["mIoU"]), r, spec, fsdp)
+                state = _checkpoint(model, opt, sched, it, max(best, scores["mIoU"]), r, spec, par)
                 run.save("checkpoint-last.pt", state)
                 if scores["mIoU"] > best:
                     best = scores["mIoU"]
