@@ -47,6 +47,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", help="folder for eval.json and confusion-<size>.png")
     e.set_defaults(func=run_eval)
 
+    v = sub.add_parser("vtab", help="VTAB-1k style transfer: fine-tune on 1,000 images of each task, score "
+                       "each test split, average per group (ViT Table 2)",
+                       description="Each task folder under --tasks holds train/<class>/ and test/<class>/. "
+                       "Defaults are the ViT paper's: recipe vit_finetune, 2,500 steps at lr 0.01.")
+    v.add_argument("--tasks", required=True, help="folder of task folders (caltech101/, dtd/, …)")
+    v.add_argument("--out", required=True, help="folder for one run per task, vtab.json and vtab.md")
+    v.add_argument("--recipe", default="vit_finetune")
+    v.add_argument("--task", action="append", help="only this task (repeatable)")
+    v.add_argument("--examples", type=int, default=1000, help="training images per task")
+    v.add_argument("--steps", type=int, default=2500)
+    v.add_argument("--lr", type=float, default=0.01)
+    v.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides, e.g. pretrained=true")
+    v.set_defaults(func=run_vtab)
+
+
+def run_vtab(args: argparse.Namespace) -> int:
+    from ..evaluate.vtab import run_vtab as vtab
+    from ..train import apply_overrides, get_recipe
+
+    cfg = apply_overrides(get_recipe(args.recipe), list(args.overrides))
+    summary = vtab(args.tasks, args.out, cfg, tasks=args.task, examples=args.examples, steps=args.steps, lr=args.lr)
+    print((Path(args.out) / "vtab.md").read_text(), end="")
+    if not summary["complete"]:
+        print(f"({len(summary['tasks'])} tasks; the VTAB score averages all 19)")
+    return 0
+
 
 def _cli_fields(args: argparse.Namespace) -> list[str]:
     named = {"model": args.model, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size}

@@ -40,6 +40,8 @@ class TrainConfig:
     data_root: str = ""           # where named sets live ("" → $VITKIT_DATA or ~/.cache/vitkit/data)
     data_download: bool = False   # let torchvision download CIFAR when it is not found
     val_fraction: float = 0.0     # >0: carve validation out of train (evenly within each class)
+    eval_split: str = "val"       # the split scored each epoch: val (val/, else test/, or the carve-out) | test
+    train_examples: int = 0       # >0: train on a seeded random subset of this many images (VTAB-1k: 1000)
     num_workers: int = 2
     augment: str = "imagenet"     # train preset: imagenet | cifar | digits | resize
     scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area range (imagenet preset)
@@ -132,6 +134,8 @@ class TrainConfig:
         need(0 <= self.drop_path < 1, "drop_path", "must be in [0, 1)")
         need(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
         need(0 <= self.val_fraction < 1, "val_fraction", "must be in [0, 1), e.g. 0.1")
+        need(self.eval_split in ("val", "test"), "eval_split", "choose val or test")
+        need(self.train_examples >= 0, "train_examples", "must be >= 0 (0 = the whole training split)")
         need(0 <= self.crop_pct <= 1, "crop_pct", "must be in (0, 1], or 0 for the model's")
         need(0 < self.scale[0] <= self.scale[1] <= 1, "scale", "must be (min, max) with 0 < min <= max <= 1")
         need(self.clip_grad >= 0, "clip_grad", "must be >= 0 (0 = no clipping)")

@@ -124,8 +124,10 @@ class Trainer:
                                     crop_pct=self.preprocess["crop_pct"])
             if train_set is None:
                 train_set = build_dataset(src, "train", train_tf, mode=mode, val_fraction=cfg.val_fraction)
+                if cfg.train_examples:
+                    train_set = _random_subset(train_set, cfg.train_examples, cfg.seed)
             if val_set is None:
-                val_set = build_dataset(src, "val", val_tf, mode=mode, val_fraction=cfg.val_fraction)
+                val_set = build_dataset(src, cfg.eval_split, val_tf, mode=mode, val_fraction=cfg.val_fraction)
         self.classes = list(getattr(train_set, "classes", []))
         num_classes = cfg.num_classes or len(self.classes)
         if num_classes < 1:
@@ -469,6 +471,17 @@ class Trainer:
 
     def _lr(self) -> float:
         return max(g["lr"] for g in self.optimizer.param_groups)
+
+
+def _random_subset(ds: Dataset, n: int, seed: int) -> Dataset:
+    """``n`` items of ``ds`` drawn at random from ``seed`` alone (the same on every rank), kept in
+    dataset order: few-example fine-tuning such as VTAB-1k's 1,000 training images."""
+    from ..data import SubsetView
+
+    if n > len(ds):
+        raise ValueError(f"train_examples={n} but the training split has only {len(ds)} images")
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return SubsetView(ds, sorted(order.tolist()))
 
 
 def _seed_everything(seed: int) -> None:
