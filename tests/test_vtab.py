@@ -39,22 +39,23 @@ def test_vtab_runs_each_task_on_a_subset_and_scores_test(tmp_path: Path) -> None
     (tmp_path / "tasks" / "notes").mkdir()  # no train/ + test/: not a task
     cfg = get_recipe("mnist_demo")
     out = tmp_path / "vtab"
-    summary = run_vtab(tmp_path / "tasks", out, cfg, examples=20, steps=3, lr=0.01, batch_size=4,
+    summary = run_vtab(tmp_path / "tasks", out, cfg, examples=20, steps=7, lr=0.01, batch_size=4,
                        num_workers=0, progress=False, warmup_epochs=0)
     assert set(summary["tasks"]) == {"dtd", "mytask"}
     assert summary["groups"].keys() == {"natural", "other"}
     assert summary["mean"] == pytest.approx(sum(summary["tasks"].values()) / 2)
     for task in ("dtd", "mytask"):
         doc = json.loads((out / task / "config.json").read_text())
-        assert doc["train_examples"] == 20 and doc["eval_split"] == "test" and doc["max_steps"] == 3
+        assert doc["train_examples"] == 20 and doc["eval_split"] == "test" and doc["max_steps"] == 7
         assert doc["resolved"]["train_images"] == 20 and doc["resolved"]["val_images"] == 12  # test/: 2 × 6
         rows = [json.loads(r) for r in (out / task / "metrics.jsonl").read_text().splitlines()]
         assert rows[-1]["val_acc1"] == summary["tasks"][task]
+        assert len(rows) > 1 and all("val_acc1" not in r for r in rows[:-1])  # test scored once, at the end
     saved = json.loads((out / "vtab.json").read_text())
     assert saved["tasks"] == summary["tasks"] and "| **mean over 2 tasks** |" in (out / "vtab.md").read_text()
 
     stamp = (out / "dtd" / "checkpoint-last.pt").stat().st_mtime_ns
-    again = run_vtab(tmp_path / "tasks", out, cfg, examples=20, steps=3, lr=0.01, batch_size=4, num_workers=0,
+    again = run_vtab(tmp_path / "tasks", out, cfg, examples=20, steps=7, lr=0.01, batch_size=4, num_workers=0,
                      progress=False, warmup_epochs=0)
     assert again["tasks"] == summary["tasks"]
     assert (out / "dtd" / "checkpoint-last.pt").stat().st_mtime_ns == stamp  # read back, not retrained
