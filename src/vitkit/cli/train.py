@@ -63,14 +63,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_vtab(args: argparse.Namespace) -> int:
-    from ..evaluate.vtab import run_vtab as vtab
+    from ..evaluate.vtab import run_vtab as vtab, table
     from ..train import apply_overrides, get_recipe
 
     cfg = apply_overrides(get_recipe(args.recipe), list(args.overrides))
     summary = vtab(args.tasks, args.out, cfg, tasks=args.task, examples=args.examples, steps=args.steps, lr=args.lr)
-    print((Path(args.out) / "vtab.md").read_text(), end="")
-    if not summary["complete"]:
-        print(f"({len(summary['tasks'])} tasks; the VTAB score averages all 19)")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(table(summary), end="")
+        if not summary["complete"]:
+            print(f"({len(summary['tasks'])} tasks; the VTAB score averages all 19)")
     return 0
 
 

@@ -89,10 +89,17 @@ def run_vtab(tasks_root: str | Path, out_dir: str | Path, cfg: Any, *, tasks: li
             done = result.metrics[-1]["val_acc1"]
         scores[task.name] = done
     summary = summarize(scores)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vtab.json").write_text(json.dumps({**summary, "config": base.to_dict()}, indent=2) + "\n")
-    (out / "vtab.md").write_text(_table(summary))
+    if _is_main():  # under torchrun every process runs the sweep; one writes the summary
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "vtab.json").write_text(json.dumps({**summary, "config": base.to_dict()}, indent=2) + "\n")
+        (out / "vtab.md").write_text(table(summary))
     return summary
+
+
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def _final_top1(run_dir: Path, steps: int) -> float | None:
@@ -104,7 +111,8 @@ def _final_top1(run_dir: Path, steps: int) -> float | None:
     return last["val_acc1"] if last and last.get("step") == steps and "val_acc1" in last else None
 
 
-def _table(summary: dict[str, Any]) -> str:
+def table(summary: dict[str, Any]) -> str:
+    """:func:`summarize`'s dict as a markdown table (top-1 in %)."""
     lines = ["| task | group | top-1 (test) |", "|---|---|---:|"]
     for task, acc in summary["tasks"].items():
         lines.append(f"| {task} | {VTAB_GROUPS.get(task.lower(), 'other')} | {100 * acc:.2f} |")
