@@ -3,7 +3,6 @@
 atomic checkpoint writes and optimiser groups are vitkit.train's, shared with classification."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -14,13 +13,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import Sampler
 
 from ..data.sampler import ShardedSampler
-from ..train.checkpoint import get_rng_state, load_checkpoint, save_atomic, set_rng_state  # noqa: F401  (re-exported)
 from ..train.allocator import keep_freed_memory
-from ..train.distributed import DistInfo, cleanup, gather_objects, init_distributed, unwrap_model
+from ..train.checkpoint import load_checkpoint, restore_rng, rng_states, save_atomic  # noqa: F401  (re-exported)
+from ..train.distributed import DistInfo, Parallel, cleanup, init_distributed  # noqa: F401  (Parallel re-exported)
+from ..train.distributed import unwrap_model as unwrap  # noqa: F401  (re-exported for the loops)
 from ..train.loop import NonFiniteLossError
 from ..train.optim import param_groups  # noqa: F401  (no decay on norms, biases, positions, bias tables)
 
@@ -73,26 +72,6 @@ def train_sampler(size: int, d: DistInfo, seed: int, drop_last: bool) -> Sharded
     datasets run their transforms under it), and ``set_epoch(epoch, start)`` resumes mid-epoch."""
     return ShardedSampler(size, num_replicas=d.world_size, rank=d.rank, shuffle=True, seed=seed,
                           drop_last=drop_last)
-
-
-def rng_states() -> list[dict[str, Any]]:
-    """Every process's generator states (torch CPU and CUDA, NumPy, Python) in rank order, for a
-    checkpoint: drop-path, proposal sampling and the like then draw on after a resume exactly as
-    in the uninterrupted run. A collective under DDP: every rank calls it."""
-    return gather_objects(get_rng_state())
-
-
-def restore_rng(states: Any, d: DistInfo) -> None:
-    """Put back the states :func:`rng_states` saved (this rank's)."""
-    if not isinstance(states, list) or not states:
-        if d.is_main:
-            log.warning("the checkpoint predates saved generator states: data order and augmentation "
-                        "continue exactly, other random draws (drop-path, sampling) do not")
-        return
-    if len(states) != d.world_size and d.is_main:
-        log.warning("resuming %d processes from a %d-process checkpoint: data order is kept, random draws are not",
-                    d.world_size, len(states))
-    set_rng_state(states[d.rank % len(states)])
 
 
 def warmup_poly(total: int, warmup: int, ratio: float, power: float):
@@ -165,76 +144,6 @@ class RunFolder:
         fig.tight_layout()
         fig.savefig(self.dir / "curves.png", dpi=90)
         plt.close(fig)
-
-
-class Parallel:
-    """How a dense training loop spreads over torchrun's processes: ``ddp`` (weights replicated) or
-    ``fsdp`` (weights, gradients and optimiser state sharded per Transformer block; see
-    :mod:`vitkit.train.fsdp`). One process: neither. The loop calls, in order: :meth:`shard` before
-    building the optimiser, :meth:`load` on resume, :meth:`wrap`, and :meth:`whole` / :meth:`state`
-    at each evaluation (collectives: every process calls them)."""
-
-    def __init__(self, parallel: str, d: DistInfo, sync_bn: bool = False) -> None:
-        if parallel not in ("ddp", "fsdp"):
-            raise ValueError(f"parallel={parallel!r}: choose ddp or fsdp")
-        self.d, self.sync_bn = d, sync_bn and d.device.type == "cuda"
-        self.fsdp = parallel == "fsdp" and d.world_size > 1
-        self._whole: nn.Module | None = None
-
-    def shard(self, model: nn.Module) -> nn.Module:
-        if self.fsdp:
-            from ..train.fsdp import shard_model
-
-            if self.sync_bn:
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            with torch.no_grad():  # rank 0's initial weights everywhere, as DDP does (ranks seed apart)
-                for t in [*model.parameters(), *model.buffers()]:
-                    torch.distributed.broadcast(t, src=0)
-            self._whole = copy.deepcopy(model).eval()  # whole, refreshed from the shards to evaluate
-            shard_model(model)
-        return model
-
-    def load(self, model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any], path: Path) -> None:
-        saved = state.get("parallel", "ddp")  # fsdp checkpoints key the optimiser state by parameter name
-        if self.fsdp and saved != "fsdp":
-            raise ValueError(f"{path} was written without FSDP (parallel={saved}); resume it with parallel={saved}")
-        if saved == "fsdp":  # into the shards, or into a whole model (a resume on one process)
-            from ..train.fsdp import load_full_state
-
-            load_full_state(model, opt, state["model"], state["optimizer"])
-        else:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-
-    def wrap(self, model: nn.Module) -> nn.Module:
-        if self.d.world_size == 1 or self.fsdp:
-            return model
-        if self.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.d.local_rank] if self.d.device.type == "cuda" else None)
-
-    def whole(self, model: nn.Module) -> nn.Module:
-        """The model to evaluate: FSDP's whole copy loaded from the shards (so that processes with
-        unequal shares of the images run no collectives), else the model itself."""
-        if not self.fsdp:
-            return model
-        from ..train.fsdp import full_model_state
-
-        self._whole.load_state_dict(full_model_state(model, everywhere=True))
-        return self._whole
-
-    def state(self, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-        """``model``, ``optimizer`` and ``parallel`` entries of a checkpoint (whole state dicts)."""
-        if self.fsdp:
-            from ..train.fsdp import full_model_state, full_optimizer_state
-
-            return dict(model=full_model_state(model), optimizer=full_optimizer_state(model, opt), parallel="fsdp")
-        return dict(model=unwrap(model).state_dict(), optimizer=opt.state_dict(), parallel="ddp")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return unwrap_model(model)
 
 
 def autocast(device: torch.device, enabled: bool):

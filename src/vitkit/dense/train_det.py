@@ -117,7 +117,7 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     result: dict[str, Any] = {}
     t0 = time.time()
     if rng is not None:
-        restore_rng(rng, d)
+        restore_rng(rng, d.rank, d.world_size)
     for epoch in range(start_epoch, r.epochs):
         sampler.set_epoch(epoch)
         parts: dict[str, list[float]] = {}
@@ -159,7 +159,8 @@ def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
                 log.info("eval @ epoch %d: %s", done, "  ".join(f"{k} {v:.4f}" for k, v in row.items()
                                                                  if "_AP" in k))
             ap = res["bbox"]["AP"]
-            state = dict(task="detection", **par.state(model, opt), scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
+            state = dict(task="detection", model=par.model_state(model), optimizer=par.optimizer_state(model, opt),
+                         parallel=par.name, scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
                          recipe=dataclasses.asdict(r), num_classes=train_ds.num_classes,
                          class_names=list(train_ds.class_names), masks=masks, rng=rng_states())
             run.save("checkpoint-last.pt", state)

@@ -69,7 +69,8 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: to
 def _checkpoint(model: nn.Module, opt: Any, sched: Any, it: int, best: float, r: SegRecipe,
                 spec: SegSpec, par: Parallel) -> dict[str, Any]:
     """The run's state (a collective under DDP/FSDP: every process calls it; rank 0 writes it)."""
-    return dict(task="segmentation", **par.state(model, opt),
+    return dict(task="segmentation", model=par.model_state(model), optimizer=par.optimizer_state(model, opt),
+                parallel=par.name,
                 scheduler=sched.state_dict(), iter=it, best=best, recipe=dataclasses.asdict(r),
                 num_classes=spec.num_classes, class_names=list(spec.class_names),
                 palette=[list(c) for c in spec.palette], void_values=list(spec.void_values),
@@ -131,7 +132,7 @@ def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     model.train()
     it, epoch, skip = start, start // ipe, start % ipe
     if rng is not None:
-        restore_rng(rng, d)
+        restore_rng(rng, d.rank, d.world_size)
     losses: list[float] = []
     curve: list[tuple[int, float]] = []
     scores: dict[str, Any] = {}

@@ -1,6 +1,7 @@
 """Checkpoints written atomically, and the RNG states that make a resumed run exact."""
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -8,6 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .distributed import gather_objects
+
+log = logging.getLogger("vitkit.train")
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -65,3 +70,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def rng_states(state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every process's generator states (``state``, or :func:`get_rng_state` now) in rank order, for
+    a checkpoint: dropout, drop-path, Mixup, proposal sampling then draw on after a resume exactly as
+    in the uninterrupted run. A collective under torchrun: every process calls it."""
+    return gather_objects(state or get_rng_state())
+
+
+def restore_rng(states: Any, rank: int, world_size: int) -> None:
+    """Put back this process's state from what :func:`rng_states` saved."""
+    if not isinstance(states, list) or not states:
+        if rank == 0:
+            log.warning("the checkpoint predates saved generator states: data order and augmentation "
+                        "continue exactly, other random draws (drop-path, sampling) do not")
+        return
+    if len(states) != world_size and rank == 0:
+        log.warning("resuming %d processes from a %d-process checkpoint: data order is kept, random draws are not",
+                    world_size, len(states))
+    set_rng_state(states[rank % len(states)])

@@ -12,7 +12,6 @@ run folder. Only rank 0 writes files. What is optimised and measured comes from 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -25,7 +24,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
@@ -33,7 +31,7 @@ from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_tra
 from ..registry import create_model, get_entry
 from . import distributed as D
 from .allocator import keep_freed_memory
-from .checkpoint import get_rng_state, load_checkpoint, save_atomic, set_rng_state
+from .checkpoint import get_rng_state, load_checkpoint, restore_rng, rng_states, save_atomic
 from .config import TrainConfig
 from .ema import ModelEma
 from .fsdp import full_tensor
@@ -166,16 +164,11 @@ class Trainer:
         self.amp_dtype = _amp_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.fsdp = cfg.parallel == "fsdp" and self.dist.enabled  # see vitkit.train.fsdp
-        self.eval_model: nn.Module | None = None
-        if self.fsdp:
-            from .fsdp import shard_model
-
-            self.eval_model = copy.deepcopy(self.model).eval()  # whole, refreshed from the shards to evaluate
-            shard_model(self.model)
-        self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                           else None) if self.dist.enabled and not self.fsdp else None
-        self.forward_model: nn.Module = self.ddp or self.model
+        self.parallel = D.Parallel(cfg.parallel, self.dist)  # DDP, or FSDP (vitkit.train.fsdp)
+        self.model = self.parallel.shard(self.model)
+        wrapped = self.parallel.wrap(self.model)
+        self.ddp = wrapped if wrapped is not self.model else None
+        self.forward_model: nn.Module = wrapped
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         mixup = MixupCutmix(num_classes, cfg.mixup, cfg.cutmix, cfg.mixup_prob) if cfg.mixup or cfg.cutmix else None
@@ -267,7 +260,7 @@ class Trainer:
                 log.warning("skipped unreadable image %s (%s)", s.source, s.error)
         batch = self.task.to_device(batch, self.device, self.cfg.channels_last)
         no_sync = self.ddp.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()
-        if self.fsdp:
+        if self.parallel.fsdp:
             self.model.set_requires_gradient_sync(sync)  # accumulate locally, reduce-scatter on the last micro-batch
         try:
             with no_sync:
@@ -337,8 +330,8 @@ class Trainer:
                                "train_loss": s["loss_sum"] / max(s["samples"], 1)}
         weights_from, metric = "model", None
         if self.epoch % cfg.eval_every == 0 or last:
-            row.update(self.task.evaluate(self._whole_model(), self.val_loader, self.device, self._autocast,
-                                          cfg.channels_last))
+            row.update(self.task.evaluate(self.parallel.whole(self.model), self.val_loader, self.device,
+                                          self._autocast, cfg.channels_last))
             metric = row.get(self.task.main_metric)
             if self.ema is not None:
                 ema = self.task.evaluate(self.ema.module, self.val_loader, self.device, self._autocast, cfg.channels_last)
@@ -362,7 +355,7 @@ class Trainer:
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         self._save_last()
         if is_best:
-            weights = self.ema.module.state_dict() if weights_from == "ema" else self._model_state()
+            weights = self.ema.module.state_dict() if weights_from == "ema" else self.parallel.model_state(self.model)
             if self.dist.is_main:
                 save_atomic({**self._meta(), "model": weights, "weights_from": weights_from, "metrics": row},
                             self.out / "checkpoint-best.pt")
@@ -377,33 +370,11 @@ class Trainer:
                 "recipe": self.recipe, "epoch": self.epoch, "global_step": self.global_step,
                 "vitkit_version": __version__}
 
-    def _model_state(self) -> dict[str, torch.Tensor]:
-        """The model's full state dict (FSDP: gathered to rank 0, a collective every rank joins)."""
-        if not self.fsdp:
-            return self.model.state_dict()
-        from .fsdp import full_model_state
-
-        return full_model_state(self.model)
-
-    def _whole_model(self) -> nn.Module:
-        """The model to evaluate: itself, or with FSDP a whole copy loaded from the shards."""
-        if not self.fsdp:
-            return self.model
-        from .fsdp import full_model_state
-
-        self.eval_model.load_state_dict(full_model_state(self.model, everywhere=True))
-        return self.eval_model
-
     def _save_last(self, rng: dict[str, Any] | None = None) -> None:
         """checkpoint-last.pt: everything needed to continue exactly (every rank's RNG included)."""
-        rngs = D.gather_objects(rng or get_rng_state())
-        model_state = self._model_state()
-        if self.fsdp:
-            from .fsdp import full_optimizer_state
-
-            optimizer_state = full_optimizer_state(self.model, self.optimizer)  # keyed by parameter name
-        else:
-            optimizer_state = self.optimizer.state_dict()
+        rngs = rng_states(rng)
+        model_state = self.parallel.model_state(self.model)
+        optimizer_state = self.parallel.optimizer_state(self.model, self.optimizer)
         if not self.dist.is_main:
             return
         bad = [n for n, p in model_state.items() if p.is_floating_point() and not torch.isfinite(p).all()]
@@ -415,23 +386,14 @@ class Trainer:
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "step_in_epoch": self.step_in_epoch, "best_metric": self.best_metric,
                  "epoch_stats": dict(self.epoch_stats), "rng": rngs, "world_size": self.dist.world_size,
-                 "parallel": "fsdp" if self.fsdp else "ddp"}
+                 "parallel": self.parallel.name}
         if self.ema is not None:
             state["model_ema"] = self.ema.state_dict()
         save_atomic(state, self.out / "checkpoint-last.pt")
 
     def _load_state(self, path: Path) -> None:
         ck = load_checkpoint(path)
-        saved = ck.get("parallel", "ddp")  # fsdp checkpoints key the optimiser state by parameter name
-        if self.fsdp and saved != "fsdp":
-            raise ValueError(f"{path} was written without FSDP (parallel={saved}); resume it with parallel={saved}")
-        if saved == "fsdp":  # into shards, or into a whole model (a resume on one process)
-            from .fsdp import load_full_state
-
-            load_full_state(self.model, self.optimizer, ck["model"], ck["optimizer"])
-        else:
-            self.model.load_state_dict(ck["model"])
-            self.optimizer.load_state_dict(ck["optimizer"])
+        self.parallel.load(self.model, self.optimizer, ck, path)
         self.scheduler.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         if self.ema is not None:
@@ -440,11 +402,7 @@ class Trainer:
             self.ema.load_state_dict(ck["model_ema"])
         self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
         self.best_metric, self.epoch_stats = ck["best_metric"], dict(ck["epoch_stats"])
-        rngs = ck["rng"]
-        if len(rngs) != self.dist.world_size and self.dist.is_main:
-            log.warning("resuming %d ranks from a %d-rank checkpoint: data order is kept, random draws are not",
-                        self.dist.world_size, len(rngs))
-        set_rng_state(rngs[self.dist.rank % len(rngs)])
+        restore_rng(ck["rng"], self.dist.rank, self.dist.world_size)
         self._boundary_rng = get_rng_state()
         metrics_path = self.out / "metrics.jsonl"  # keep only the epochs this checkpoint has seen
         rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()] \
