@@ -107,6 +107,17 @@ def create_model(
 
         return build_pretrained(entry, kwargs, tag=pretrained)
     model = entry.builder(**kwargs)
-    model.pretrained_cfg = dict(entry.pretrained_cfg, architecture=name)
+    model.pretrained_cfg = row_pretrained_cfg(entry, model)
     model.model_name = name
     return model
+
+
+def row_pretrained_cfg(entry: ModelEntry, model: nn.Module) -> Any:
+    """The preprocessing record of ``entry``'s row for a model built from it (input size as built)."""
+    from .models.base import PretrainedCfg
+
+    cfg = PretrainedCfg.from_dict(dict(entry.pretrained_cfg, architecture=entry.name), strict=True)
+    size = getattr(model, "img_size", None)
+    if size is not None:
+        cfg.input_size = (cfg.input_size[0], *size)
+    return cfg

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.window import window_geometry, window_partition, window_reverse
+from ..models.base import AttentionLayer
 
 
 @dataclass(frozen=True)
@@ -50,42 +51,17 @@ class WindowGeometry:
         return (self.Hp // self.wh) * (self.Wp // self.ww)
 
 
-@dataclass
-class AttentionLayer:
-    """One attention layer of a model, in forward order."""
-
-    index: int  # position among the model's attention layers (0 = first)
-    name: str  # module path, e.g. "blocks.3.attn" or "stages.1.blocks.0.attn"
-    module: nn.Module
-    block: nn.Module  # the block that owns it (its input gives a Swin block's geometry)
-    stage: int  # Swin stage (0 for ViT)
-    stride: int  # input pixels per token along each side
-    num_prefix_tokens: int  # tokens without a position in the image ([class])
-    windowed: bool  # True for Swin's window attention
-
-
 def attention_layers(model: nn.Module) -> list[AttentionLayer]:
     """The attention layers of a vitkit ViT (plain or hybrid) or Swin model, in forward order; the
     model may be wrapped (DDP, DataParallel, ``torch.compile``: the wrapper's forward then records
     too, a compiled one after recompiling for the capture)."""
-    from ..models.swin import SwinTransformer
-    from ..models.vit import VisionTransformer
     from ..train.distributed import unwrap_model
 
     model = unwrap_model(model)
-
-    if isinstance(model, VisionTransformer):
-        return [AttentionLayer(i, f"blocks.{i}.attn", blk.attn, blk, 0, model.stride, model.num_prefix_tokens, False)
-                for i, blk in enumerate(model.blocks)]
-    if isinstance(model, SwinTransformer):
-        out: list[AttentionLayer] = []
-        for s, stage in enumerate(model.stages):
-            for b, blk in enumerate(stage.blocks):
-                out.append(AttentionLayer(len(out), f"stages.{s}.blocks.{b}.attn", blk.attn, blk, s,
-                                          model.patch_size * 2**s, 0, True))
-        return out
-    raise TypeError(f"attention analysis supports vitkit VisionTransformer and SwinTransformer models, "
-                    f"not {type(model).__name__}")
+    if not callable(getattr(model, "attention_layers", None)):
+        raise TypeError(f"attention analysis needs a vitkit model (ViT, hybrid or Swin: they list their "
+                        f"attention_layers()), not {type(model).__name__}")
+    return model.attention_layers()
 
 
 def select_layers(layers: int | Sequence[int] | str, count: int) -> list[int]:

@@ -17,19 +17,10 @@ from ..train.distributed import unwrap_model
 
 def _grid_position_embeddings(model: nn.Module) -> torch.Tensor:
     """(Gh, Gw, D) learned absolute position embeddings of the patch grid (no [class] token)."""
-    from ..models.swin import SwinTransformer
-    from ..models.vit import VisionTransformer
-
     model = unwrap_model(model)
-    if isinstance(model, VisionTransformer):
-        Gh, Gw = model.grid_size
-        return model.pos_embed.detach()[0, model.num_prefix_tokens:].reshape(Gh, Gw, -1)
-    if isinstance(model, SwinTransformer):
-        if model.absolute_pos_embed is None:
-            raise ValueError("this Swin model has no absolute position embedding (it uses relative position "
-                             "biases only); build it with ape=True to analyse one")
-        return model.absolute_pos_embed.detach()[0]
-    raise TypeError(f"position-embedding analysis supports vitkit ViT and Swin models, not {type(model).__name__}")
+    if not callable(getattr(model, "position_embedding_grid", None)):
+        raise TypeError(f"position-embedding analysis supports vitkit ViT and Swin models, not {type(model).__name__}")
+    return model.position_embedding_grid()
 
 
 @torch.no_grad()
@@ -50,15 +41,10 @@ def patch_embedding_components(model: nn.Module, n: int = 28) -> tuple[torch.Ten
     principal directions are returned as (n, C, P, P) tensors (unit norm, sign chosen so the sum
     is non-negative), with the fraction of variance each explains, (n,).
     """
-    from ..models.vit import VisionTransformer
-
     model = unwrap_model(model)
-    if isinstance(model, VisionTransformer) and model.stem is not None:
-        raise ValueError("a hybrid model's patch embedding is a 1x1 projection of ResNet features, not of "
-                         "image pixels, so its filters cannot be shown as image patches")
-    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
-    if not isinstance(proj, nn.Conv2d):
+    if not callable(getattr(model, "pixel_patch_projection", None)):
         raise TypeError(f"{type(model).__name__} has no patch_embed.proj convolution to analyse")
+    proj = model.pixel_patch_projection()
     w = proj.weight.detach().double()  # (D, C, P, P)
     D, C, Ph, Pw = w.shape
     x = w.reshape(D, C * Ph * Pw)

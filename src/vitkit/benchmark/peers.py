@@ -153,6 +153,11 @@ def copy_weights_into_peer(peer: nn.Module, vitkit_state: dict[str, torch.Tensor
                 raise ValueError(f"{fmt_name}: peer parameter {key!r} has no vitkit counterpart; weights would differ")
 
 
+# One row per vitkit architecture: (read its configuration, build the peer's equivalent).
+PEER_ADAPTERS: dict[type, tuple[Callable, Callable]] = {VisionTransformer: (_vit_config, _build_vit),
+                                                       SwinTransformer: (_swin_config, _build_swin)}
+
+
 def build_peer(impl: str, model: nn.Module) -> nn.Module:
     """``impl``'s equivalent of the vitkit ``model``, holding the same weights (eval mode)."""
     if impl == "vitkit":
@@ -160,13 +165,10 @@ def build_peer(impl: str, model: nn.Module) -> nn.Module:
     if impl not in IMPLS:
         raise ValueError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
     _import(impl)
-    builders: dict[type, tuple[Callable, Callable]] = {VisionTransformer: (_vit_config, _build_vit),
-                                                      SwinTransformer: (_swin_config, _build_swin)}
-    for cls, (config, build) in builders.items():
-        if isinstance(model, cls):
-            peer = build(impl, config(model))
-            break
-    else:
+    adapter = PEER_ADAPTERS.get(type(model))  # how each peer library spells this architecture
+    if adapter is None:
         raise PeerUnsupported(f"no peers for {type(model).__name__}")
+    config, build = adapter
+    peer = build(impl, config(model))
     copy_weights_into_peer(peer, model.state_dict(), _format_name(impl))
     return peer.eval()

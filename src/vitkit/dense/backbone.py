@@ -25,8 +25,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..models.swin import SwinTransformer
-from ..models.vit import VisionTransformer, _resolve_indices
+from ..models.base import ModelBase
+from ..models.vit import _resolve_indices
 from ..registry import create_model
 
 
@@ -49,6 +49,7 @@ class DenseBackbone(nn.Module):
     body: nn.Module
     feature_info: list[dict[str, Any]]
     size_divisor: int = 1
+    has_own_pyramid: bool = False  # its maps are already a pyramid of one width (no FPN needed on top)
     dropped_prefixes: tuple[str, ...] = ("head.", "norm.", "pre_logits.")
 
     @property
@@ -94,7 +95,7 @@ class DenseBackbone(nn.Module):
 class SwinBackbone(DenseBackbone):
     """Swin stages ``out_indices`` → new LayerNorm each → NCHW (Swin §4.2; official seg/det code)."""
 
-    def __init__(self, body: SwinTransformer, out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
+    def __init__(self, body: ModelBase, out_indices: Sequence[int] = (0, 1, 2, 3)) -> None:
         super().__init__()
         self.out_indices = _resolve_indices(list(out_indices), body.num_stages)
         last = max(self.out_indices)
@@ -140,7 +141,7 @@ class ViTBackbone(DenseBackbone):
     (4/8/16/32 for P = 16). ``indices`` is one block (all scales from it) or one block per scale.
     """
 
-    def __init__(self, body: VisionTransformer, indices: Sequence[int] = (-1,),
+    def __init__(self, body: ModelBase, indices: Sequence[int] = (-1,),
                  scales: Sequence[float] = (4.0, 2.0, 1.0, 0.5), out_channels: int = 256) -> None:
         super().__init__()
         for f in scales:
@@ -204,13 +205,14 @@ def create_backbone(
     arguments override the model's variant row (``drop_path_rate=0.2``, ``embed_dim=48``, …).
     """
     body = create_model(name, pretrained=pretrained, **overrides)
-    if isinstance(body, SwinTransformer):
+    pyramid = getattr(body, "feature_pyramid", None)  # the model says how its features are laid out
+    if pyramid == "hierarchical":
         backbone: DenseBackbone = SwinBackbone(body, out_indices)
-    elif isinstance(body, VisionTransformer):
+    elif pyramid == "plain":
         backbone = ViTBackbone(body, vit_indices, vit_scales, vit_out_channels)
     else:
         raise ValueError(f"{name!r} ({type(body).__name__}) has no backbone mode; use a swin_* or vit_* model")
-    backbone.pretrained_cfg = dict(getattr(body, "pretrained_cfg", {}))
+    backbone.pretrained_cfg = body.pretrained_cfg.copy()
     backbone.model_name = name
     if weights is not None:
         backbone.load_classification_weights(weights)

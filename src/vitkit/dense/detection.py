@@ -21,7 +21,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from .backbone import DenseBackbone, ViTBackbone, create_backbone
+from .backbone import DenseBackbone, create_backbone
 
 
 class FPNBackbone(nn.Module):
@@ -31,7 +31,7 @@ class FPNBackbone(nn.Module):
     def __init__(self, body: DenseBackbone, out_channels: int = 256, fpn: bool | None = None) -> None:
         super().__init__()
         self.body = body
-        use_fpn = not isinstance(body, ViTBackbone) if fpn is None else fpn
+        use_fpn = not body.has_own_pyramid if fpn is None else fpn
         if not use_fpn and set(body.out_channels) != {out_channels}:
             raise ValueError(f"without an FPN the backbone's maps must be {out_channels} wide, got "
                              f"{body.out_channels}; set the ViT pyramid's out_channels to {out_channels}")
@@ -82,7 +82,7 @@ def build_detector(
         raise ValueError(f"num_classes must be ≥ 1 (object classes, without background), got {num_classes}")
     bk = dict(backbone_kwargs or {})
     body = create_backbone(model, weights=weights, **bk, **model_overrides)
-    if isinstance(body, ViTBackbone) and body.out_channels[0] != out_channels:
+    if body.has_own_pyramid and body.out_channels[0] != out_channels:
         bk["vit_out_channels"] = out_channels  # the simple pyramid feeds the heads directly
         body = create_backbone(model, weights=weights, **bk, **model_overrides)
     backbone = FPNBackbone(body, out_channels)

@@ -11,6 +11,8 @@ Layout: attention → block → patch merging → stage → model → variant ta
 """
 from __future__ import annotations
 
+import math
+import re
 from typing import Any, Sequence
 
 import torch
@@ -31,7 +33,9 @@ from ..layers.window import (
     window_partition,
     window_reverse,
 )
+from ..layers.resample import embed_bias_table, resample_bias_table, resample_grid_embed
 from ..registry import register
+from .base import AttentionLayer, ModelBase
 from .vit import _resolve_indices, chunk_budget, inference_chunk
 
 IMAGENET_PREPROCESS = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
@@ -356,8 +360,10 @@ class SwinStage(nn.Module):
         return x[:, :H, :W] if Hp != H or Wp != W else x
 
 
-class SwinTransformer(nn.Module):
+class SwinTransformer(ModelBase):
     """Swin classifier; ``ape`` adds the absolute position embedding of the paper's ablation."""
+
+    feature_pyramid = "hierarchical"
 
     def __init__(
         self,
@@ -421,6 +427,101 @@ class SwinTransformer(nn.Module):
         """Names (substrings) of parameters trained without weight decay (Swin recipe)."""
         return {"absolute_pos_embed", "relative_position_bias_table"}
 
+    # ----------------------------------------------------------------------- protocol (models.base)
+    def transformer_blocks(self) -> list[nn.Module]:
+        return [blk for stage in self.stages for blk in stage.blocks]
+
+    def layer_id(self, name: str) -> int:
+        """Blocks counted across stages; a stage's patch merging sits just below its first block."""
+        if name.startswith(("patch_embed", "absolute_pos_embed")):
+            return 0
+        depths = [len(s.blocks) for s in self.stages]
+        m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name)
+        if m:
+            return sum(depths[: int(m.group(1))]) + int(m.group(2)) + 1
+        m = re.match(r"stages\.(\d+)\.", name)
+        return sum(depths[: int(m.group(1))]) if m else sum(depths) + 1
+
+    def attention_layers(self) -> list[AttentionLayer]:
+        out: list[AttentionLayer] = []
+        for s, stage in enumerate(self.stages):
+            for b, blk in enumerate(stage.blocks):
+                out.append(AttentionLayer(len(out), f"stages.{s}.blocks.{b}.attn", blk.attn, blk, s,
+                                          self.patch_size * 2**s, 0, True))
+        return out
+
+    def stage_window(self, stage: int) -> int:
+        """The attention window stage ``stage`` uses at the model's own input size: smaller than the
+        configured one when the stage's map is (Swin §3.2)."""
+        h, w = (math.ceil(n / self.patch_size) for n in self.img_size)
+        for _ in range(stage):
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return min(self.window_size, h, w)
+
+    def fit_tensor(self, key: str, value: torch.Tensor, interpolation: str = "bicubic"
+                   ) -> tuple[torch.Tensor, str] | None:
+        if key.endswith("relative_position_bias_table") and value.ndim == 2:
+            attn = self.get_submodule(key.rsplit(".", 1)[0])
+            if value.shape[1] != attn.num_heads:
+                return None
+            window, side = attn.window_size, int(round(value.shape[0] ** 0.5))
+            m = re.match(r"stages\.(\d+)\.", key)
+            if m and side == 2 * self.stage_window(int(m.group(1))) - 1 < 2 * window - 1:
+                return (embed_bias_table(value, window),  # a stage smaller than the window: exact
+                        f"the file's table covers the stage's {(side + 1) // 2}-wide window; placed at the centre")
+            return resample_bias_table(value, window), f"window {(side + 1) // 2} resampled to {window} (bicubic)"
+        if key == "absolute_pos_embed" and self.absolute_pos_embed is not None and value.ndim == 4 \
+                and value.shape[-1] == self.absolute_pos_embed.shape[-1]:
+            return resample_grid_embed(value, tuple(self.absolute_pos_embed.shape[1:3])), "grid resampled (bicubic)"
+        return None
+
+    def position_embedding_grid(self) -> torch.Tensor:
+        if self.absolute_pos_embed is None:
+            raise ValueError("this Swin model has no absolute position embedding (it uses relative position "
+                             "biases only); build it with ape=True to analyse one")
+        return self.absolute_pos_embed.detach()[0]
+
+    def pixel_patch_projection(self) -> nn.Conv2d:
+        return self.patch_embed.proj
+
+    @classmethod
+    def config_from_state_dict(cls, state: Any) -> dict[str, Any] | None:
+        keys = list(state)
+        if "patch_embed.proj.weight" not in state or not any(k.startswith("stages.") for k in keys):
+            return None
+
+        def count(pattern: str) -> int:
+            found = [int(m.group(1)) for k in keys if (m := re.match(pattern, k))]
+            return max(found) + 1 if found else 0
+
+        proj = state["patch_embed.proj.weight"]
+        n_stages = count(r"stages\.(\d+)\.")
+        kw: dict[str, Any] = dict(embed_dim=int(proj.shape[0]), patch_size=int(proj.shape[-1]),
+                                  depths=tuple(count(rf"stages\.{s}\.blocks\.(\d+)\.") for s in range(n_stages)))
+        head = state.get("head.weight")
+        info: dict[str, Any] = dict(kwargs=kw, num_classes=int(head.shape[0]) if head is not None else 0)
+        table = state.get("stages.0.blocks.0.attn.relative_position_bias_table")
+        if table is not None:
+            info["window_size"] = (int(round(table.shape[0] ** 0.5)) + 1) // 2
+            kw["num_heads"] = tuple(int(state[f"stages.{s}.blocks.0.attn.relative_position_bias_table"].shape[1])
+                                    for s in range(n_stages))
+        return info
+
+    @classmethod
+    def row_fits(cls, row: dict[str, Any], info: dict[str, Any]) -> bool | None:
+        """See :meth:`VisionTransformer.row_fits` (True: the file's own window)."""
+        kw = info["kwargs"]
+        if (row.get("embed_dim") != kw["embed_dim"] or tuple(row.get("depths", ())) != kw["depths"]
+                or row.get("patch_size") != kw["patch_size"]):
+            return None
+        return row.get("window_size") == info.get("window_size")
+
+    @classmethod
+    def describe_config(cls, info: dict[str, Any]) -> str:
+        kw = info["kwargs"]
+        return (f"a Swin with embed_dim={kw.get('embed_dim')}, depths={kw.get('depths')}, "
+                f"window {info.get('window_size')}, {info.get('num_classes')} classes")
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         for stage in self.stages:
             stage.grad_checkpointing = enable
@@ -430,6 +531,7 @@ class SwinTransformer(nn.Module):
         if global_pool not in (None, "avg"):
             raise ValueError(f"Swin pools by averaging; global_pool={global_pool!r} is not supported")
         self.num_classes = num_classes
+        self._record(num_classes=num_classes)
         if num_classes > 0:
             p = self.norm.weight
             self.head = nn.Linear(self.num_features, num_classes, device=p.device, dtype=p.dtype)
@@ -444,6 +546,7 @@ class SwinTransformer(nn.Module):
         bicubically, the absolute position embedding bilinearly where present)."""
         if img_size is not None:
             self.img_size = to_2tuple(img_size)
+            self._record(img_size=img_size if isinstance(img_size, int) else tuple(img_size))
             if self.absolute_pos_embed is not None:
                 grid = (-(-self.img_size[0] // self.patch_size), -(-self.img_size[1] // self.patch_size))
                 pe = self.absolute_pos_embed.data.permute(0, 3, 1, 2)
@@ -451,11 +554,12 @@ class SwinTransformer(nn.Module):
                 self.absolute_pos_embed = nn.Parameter(pe.permute(0, 2, 3, 1).contiguous())
         if window_size is not None:
             self.window_size = window_size
+            self._record(window_size=window_size)
             for stage in self.stages:
                 for blk in stage.blocks:
                     blk.attn.set_window_size(window_size)
-        if hasattr(self, "pretrained_cfg") and img_size is not None:
-            self.pretrained_cfg["input_size"] = (3, *self.img_size)
+        if img_size is not None:
+            self.pretrained_cfg["input_size"] = (self.pretrained_cfg["input_size"][0], *self.img_size)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:

@@ -9,6 +9,7 @@ Layout: helpers → Block → VisionTransformer → variant table.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import torch
@@ -19,7 +20,9 @@ from torch.utils.checkpoint import checkpoint
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
 from ..layers.attention import autocast_active, no_hooks, residual_linear_
 from ..layers.patch_embed import to_2tuple
+from ..layers.resample import resample_pos_embed, square_grid
 from ..registry import register
+from .base import AttentionLayer, ModelBase
 from .resnet_stem import ResNetStem
 
 INFERENCE_CHUNK_BYTES = 8 << 20  # inference: MLP activation per chunk of images, about (fits the cache)
@@ -110,7 +113,7 @@ class Block(nn.Module):
                 and no_hooks(self.attn, self.attn.qkv, self.attn.proj, self.mlp, self.mlp.fc1, self.mlp.fc2))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(ModelBase):
     """ViT classifier.
 
     Args mirror the paper's knobs: ``patch_size`` P, ``embed_dim`` D, ``depth`` L, ``num_heads``,
@@ -223,9 +226,81 @@ class VisionTransformer(nn.Module):
                 f"{self.stride}; use a multiple of {self.stride}"
             )
 
+    # ----------------------------------------------------------------------- protocol (models.base)
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
+
+    def transformer_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def layer_id(self, name: str) -> int:
+        if name.startswith(("cls_token", "pos_embed", "patch_embed", "stem")):
+            return 0
+        m = re.match(r"blocks\.(\d+)\.", name)
+        return int(m.group(1)) + 1 if m else len(self.blocks) + 1
+
+    def attention_layers(self) -> list[AttentionLayer]:
+        return [AttentionLayer(i, f"blocks.{i}.attn", blk.attn, blk, 0, self.stride, self.num_prefix_tokens, False)
+                for i, blk in enumerate(self.blocks)]
+
+    def fit_tensor(self, key: str, value: torch.Tensor, interpolation: str = "bicubic"
+                   ) -> tuple[torch.Tensor, str] | None:
+        if key == "pos_embed" and value.ndim == 3 and value.shape[-1] == self.pos_embed.shape[-1]:
+            old = square_grid(value.shape[1] - self.num_prefix_tokens)
+            new = resample_pos_embed(value, tuple(self.grid_size), old, self.num_prefix_tokens, interpolation)
+            return new, f"{old[0]}x{old[1]} grid resampled to {self.grid_size[0]}x{self.grid_size[1]} ({interpolation})"
+        return None
+
+    def position_embedding_grid(self) -> torch.Tensor:
+        Gh, Gw = self.grid_size
+        return self.pos_embed.detach()[0, self.num_prefix_tokens:].reshape(Gh, Gw, -1)
+
+    def pixel_patch_projection(self) -> nn.Conv2d:
+        if self.stem is not None:
+            raise ValueError("a hybrid model's patch embedding is a 1x1 projection of ResNet features, not of "
+                             "image pixels, so its filters cannot be shown as image patches")
+        return self.patch_embed.proj
+
+    @classmethod
+    def config_from_state_dict(cls, state: Any) -> dict[str, Any] | None:
+        keys = list(state)
+        if "patch_embed.proj.weight" not in state or not any(k.startswith("blocks.") for k in keys):
+            return None
+        proj = state["patch_embed.proj.weight"]
+        head = state.get("head.weight")
+        pre = state.get("pre_logits.fc.weight")
+        kw: dict[str, Any] = dict(embed_dim=int(proj.shape[0]), patch_size=int(proj.shape[-1]),
+                                  depth=1 + max(int(k.split(".")[1]) for k in keys if k.startswith("blocks.")),
+                                  hybrid="stem.conv.weight" in state,
+                                  representation_size=int(pre.shape[0]) if pre is not None else None)
+        info: dict[str, Any] = dict(kwargs=kw, num_classes=int(head.shape[0]) if head is not None else 0)
+        pos = state.get("pos_embed")
+        if pos is not None:
+            n = pos.shape[1] - (1 if "cls_token" in state else 0)
+            side = int(round(n ** 0.5))
+            if side * side == n:
+                info["grid"] = side
+        return info
+
+    @classmethod
+    def row_fits(cls, row: dict[str, Any], info: dict[str, Any]) -> bool | None:
+        """Whether a registry row can hold the weights ``info`` describes: None (no), False (yes, at
+        another resolution), True (yes, at the file's own)."""
+        kw = info["kwargs"]
+        if (row.get("embed_dim") != kw["embed_dim"] or row.get("depth") != kw["depth"]
+                or bool(row.get("stem_depths")) != kw["hybrid"] or row.get("patch_size") != kw["patch_size"]):
+            return None
+        stride = row["patch_size"] * (16 if row.get("stem_depths") else 1)
+        grid = info.get("grid")
+        return bool(grid) and row.get("img_size") == grid * stride
+
+    @classmethod
+    def describe_config(cls, info: dict[str, Any]) -> str:
+        kw = info["kwargs"]
+        kind = "hybrid R50+ViT" if kw.get("hybrid") else "ViT"
+        return (f"a {kind} with embed_dim={kw.get('embed_dim')}, depth={kw.get('depth')}, "
+                f"patch {kw.get('patch_size')}, {info.get('num_classes')} classes")
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block in the backward pass: activation memory O(1) blocks, ~30% slower."""
@@ -236,6 +311,7 @@ class VisionTransformer(nn.Module):
         if global_pool is not None and global_pool != self.global_pool:
             raise ValueError("global_pool is fixed at construction (it decides whether a class token exists)")
         self.num_classes = num_classes
+        self._record(num_classes=num_classes)
         if num_classes > 0:
             p = next(self.parameters())
             self.head = nn.Linear(self.head_in_features, num_classes, device=p.device, dtype=p.dtype)
@@ -255,8 +331,8 @@ class VisionTransformer(nn.Module):
         new = resample_abs_pos_embed(self.pos_embed.data, new_grid, self.grid_size, self.num_prefix_tokens)
         self.pos_embed = nn.Parameter(new.contiguous())
         self.img_size, self.grid_size = size, new_grid
-        if hasattr(self, "pretrained_cfg"):
-            self.pretrained_cfg["input_size"] = (3, *size)
+        self._record(img_size=img_size if isinstance(img_size, int) else tuple(img_size))
+        self.pretrained_cfg["input_size"] = (self.pretrained_cfg["input_size"][0], *size)
 
     # --------------------------------------------------------------------------------- forward
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Fully sharded data parallelism (FSDP2, ``torch.distributed.fsdp.fully_shard``) for the trainer.
 
-``parallel=fsdp`` under torchrun shards each Transformer block (ViT ``Block``, ``SwinBlock``) and
+``parallel=fsdp`` under torchrun shards each Transformer block (as the model lists them: ``transformer_blocks()``) and
 then the rest of the model over the processes: every process keeps 1/W of the weights, gradients
 and optimiser state, and gathers a block's weights just for its forward and backward. For models
 whose training state does not fit one device next to its activations (ViT-L/H, Swin-L at high
@@ -28,14 +28,23 @@ def shard_model(model: nn.Module) -> nn.Module:
     """Apply ``fully_shard`` to each Transformer block, then to ``model`` (in place; returns it)."""
     from torch.distributed.fsdp import fully_shard
 
-    from ..models.swin import SwinBlock
-    from ..models.vit import Block
-
-    for m in model.modules():
-        if isinstance(m, (Block, SwinBlock)):
-            fully_shard(m)
+    for blk in transformer_blocks(model):
+        fully_shard(blk)
     fully_shard(model)
     return model
+
+
+def transformer_blocks(model: nn.Module) -> list[nn.Module]:
+    """The Transformer blocks of ``model`` or of the vitkit models inside it (a segmenter's or a
+    detector's backbone), as each lists them (``transformer_blocks()``), in forward order."""
+    found: dict[int, nn.Module] = {}
+    for m in model.modules():
+        if callable(getattr(m, "transformer_blocks", None)):
+            found.update((id(b), b) for b in m.transformer_blocks())
+    if not found:
+        raise TypeError(f"FSDP shards a model by its Transformer blocks; {type(model).__name__} contains no "
+                        "vitkit model that lists them (transformer_blocks())")
+    return list(found.values())
 
 
 def _options(**kw: Any):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -11,32 +10,12 @@ from torch import nn
 
 def layer_ids(model: nn.Module) -> tuple[int, callable]:
     """(L, f): f(name) is the depth of a parameter, 0 for the embeddings, 1..L for the blocks in order
-    and L+1 for the final norm and head — the layering used by layer-wise LR decay (BEiT §2.4)."""
-    if hasattr(model, "blocks"):  # ViT
-        L = len(model.blocks)
-
-        def vit_id(name: str) -> int:
-            if name.startswith(("cls_token", "pos_embed", "patch_embed", "stem", "reg_token")):
-                return 0
-            m = re.match(r"blocks\.(\d+)\.", name)
-            return int(m.group(1)) + 1 if m else L + 1
-        return L, vit_id
-    if hasattr(model, "stages"):  # Swin: blocks counted across stages; patch merging sits before
-        depths = [len(s.blocks) for s in model.stages]
-        offsets = [sum(depths[:s]) for s in range(len(depths))]
-        L = sum(depths)
-
-        def swin_id(name: str) -> int:
-            if name.startswith(("patch_embed", "absolute_pos_embed")):
-                return 0
-            m = re.match(r"stages\.(\d+)\.blocks\.(\d+)\.", name)
-            if m:
-                return offsets[int(m.group(1))] + int(m.group(2)) + 1
-            m = re.match(r"stages\.(\d+)\.", name)  # downsample: just below the stage's first block
-            return offsets[int(m.group(1))] if m else L + 1
-        return L, swin_id
-    raise ValueError(f"layer_decay needs a ViT or Swin model (with .blocks or .stages); "
-                     f"{type(model).__name__} has neither; set layer_decay=1")
+    and L+1 for the final norm and head — the layering used by layer-wise LR decay (BEiT §2.4). The
+    model says it (:meth:`vitkit.models.base.ModelBase.layer_id`)."""
+    if not callable(getattr(model, "layer_id", None)):
+        raise ValueError(f"layer_decay needs a model that numbers its layers (a vitkit model's layer_id); "
+                         f"{type(model).__name__} does not; set layer_decay=1")
+    return model.num_layers, model.layer_id
 
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
@@ -46,7 +25,7 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
     ``no_weight_decay()`` (position embeddings, class token, relative bias tables; Swin §A2.1).
     With ``layer_decay`` < 1 each group also carries ``lr_scale = layer_decay ** (L + 1 - depth)``.
     """
-    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    skip = set(model.no_weight_decay()) if callable(getattr(model, "no_weight_decay", None)) else set()
     L, depth_of = layer_ids(model) if layer_decay < 1.0 else (0, lambda name: 0)
     groups: dict[tuple[bool, int], dict] = {}
     for name, p in model.named_parameters():

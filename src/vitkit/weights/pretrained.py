@@ -57,7 +57,7 @@ class PretrainedTag:
     def cfg(self) -> dict[str, Any]:
         return dict(mean=self.mean, std=self.std, input_size=(3, self.input_size, self.input_size),
                     crop_pct=self.crop_pct, interpolation=self.interpolation, tag=self.name, url=self.url,
-                    num_classes=self.num_classes, labels=self.labels)
+                    num_classes=self.num_classes, label_set=self.labels)
 
 
 def _augreg(model: str, stem: str, res: int, ft: bool, note: str = "") -> PretrainedTag:
@@ -253,15 +253,18 @@ def build_from_file(entry: Any, kwargs: dict[str, Any], path: str | Path, tag: P
         kw.setdefault("representation_size", info["representation_size"])
     model = entry.builder(**kw)
     model.model_name = entry.name
-    cfg = dict(entry.pretrained_cfg, architecture=entry.name)
+    from ..registry import row_pretrained_cfg
+
+    cfg = row_pretrained_cfg(entry, model)
     if tag:
         cfg.update(tag.cfg())
-    cfg.update(meta_d.get("pretrained_cfg", {}))
-    if hasattr(model, "img_size"):
-        cfg["input_size"] = (cfg.get("input_size", (3,))[0], *model.img_size)
+    cfg.update({k: v for k, v in meta_d.get("pretrained_cfg", {}).items() if k in cfg.keys_()})
+    cfg.input_size = (cfg.input_size[0], *model.img_size)
+    cfg.source = cfg.tag or str(Path(path).name)
     known = {1000: "imagenet1k", 21843: "imagenet21k"}.get(file_classes)  # the sizes say which set
-    labels = meta_d.get("labels") or labels_for(cfg.get("labels") or known, model.num_classes)
-    cfg["labels"] = labels if labels and len(labels) == model.num_classes else None
+    labels = meta_d.get("labels") or labels_for(cfg.label_set or known, model.num_classes)
+    cfg.labels = list(labels) if labels and len(labels) == model.num_classes else None
+    cfg.num_classes = model.num_classes
     model.pretrained_cfg = cfg
     model.load_report = load_weights(model, raw, strict=True, fmt=fmt_.name)
     return model
