@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 # fields that may differ when a run is resumed: they change how it runs, not what it computes
-RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_every", "threads", "keep_freed_memory"}
+RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_every", "threads"}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..data.sampler import ShardedSampler
+from ..layers.fastpath import fast_paths_enabled
 from ..train.allocator import keep_freed_memory
 from ..train.checkpoint import load_checkpoint, restore_rng, rng_states, save_atomic  # noqa: F401  (re-exported)
 from ..train.distributed import DistInfo, Parallel, cleanup, init_distributed  # noqa: F401  (Parallel re-exported)
@@ -33,7 +34,7 @@ def setup(seed: int, threads: int = 0) -> DistInfo:
     if threads:
         torch.set_num_threads(threads)
     d = init_distributed("auto")
-    if d.device.type == "cpu":
+    if d.device.type == "cpu" and fast_paths_enabled():
         keep_freed_memory()  # see vitkit.train.allocator: fewer page faults per training step
     random.seed(seed + d.rank)
     np.random.seed(seed + d.rank)

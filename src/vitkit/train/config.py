@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import typing
 from dataclasses import dataclass, fields
 from typing import Any
@@ -19,6 +20,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL = ("ddp", "fsdp")
 AUGMENT_PRESETS = ("imagenet", "cifar", "digits", "resize")
+# fields of older versions that saved configs may still hold: dropped (with a warning) on load
+LEGACY_FIELDS = {"keep_freed_memory": "the CPU allocator setting now follows vitkit.fast_paths (on by default)"}
+
+log = logging.getLogger("vitkit.train")
 
 
 @dataclass
@@ -85,7 +90,6 @@ class TrainConfig:
     checkpoint_every: int = 0     # >0: also write checkpoint-last.pt every this many steps
     progress: bool = True
     threads: int = 0              # >0: torch CPU threads (0 = torch's default)
-    keep_freed_memory: bool = True  # CPU + glibc: keep freed activations in the heap (vitkit.train.allocator)
 
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +99,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
+        for k in sorted(LEGACY_FIELDS.keys() & d.keys()):
+            log.warning("ignoring the saved config's %s field: %s", k, LEGACY_FIELDS[k])
+        d = {k: v for k, v in d.items() if k not in LEGACY_FIELDS}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown} in the saved config")

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_transform, resolve_data, train_transform
+from ..layers.fastpath import fast_paths_enabled
 from ..registry import create_model, get_entry
 from . import distributed as D
 from .allocator import keep_freed_memory
@@ -94,7 +95,7 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.dist = D.init_distributed(cfg.device)
         self.device = self.dist.device
-        if self.device.type == "cpu" and cfg.keep_freed_memory:
+        if self.device.type == "cpu" and fast_paths_enabled():  # vitkit.fast_paths: the one speed switch
             keep_freed_memory()  # no page faults for each step's fresh activations: 10-20% per step here
         W = self.dist.world_size
         _seed_everything(cfg.seed)  # identical model initialisation on every rank
