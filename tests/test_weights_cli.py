@@ -24,7 +24,7 @@ def test_convert_official_npz_infers_the_model_and_writes_metadata(tmp_path, cap
     state, meta = read_checkpoint(out)
     meta = decode_metadata(meta)
     assert meta["format"] == "vitkit" and meta["model"] == "vit_tiny_patch16_224"
-    assert meta["model_kwargs"] == {"num_classes": 1000, "act": "gelu_tanh"}
+    assert meta["model_kwargs"] == vitkit.create_model("vit_tiny_patch16_224", act="gelu_tanh").init_kwargs
     assert meta["source_format"] == "official_vit_npz" and len(meta["labels"]) == 1000
     assert meta["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
     model = vitkit.create_model("vit_tiny_patch16_224", act="gelu_tanh").eval()

@@ -100,14 +100,14 @@ def test_jax_stem_numerics_standardise_like_the_official_code():
 
 @torch.no_grad()
 def test_official_hybrid_file_builds_with_jax_numerics(tmp_path):
-    from vitkit.registry import get_entry
-    from vitkit.weights.pretrained import build_from_file, get_pretrained
+    from vitkit.build import build_from_file
+    from vitkit.weights.pretrained import get_pretrained
 
     ref = randomize_(timm.create_model("vit_base_r50_s16_224", depth=1, num_classes=10))
     path = official_vit_npz_from_timm(ref, tmp_path / "R50+ViT-B_16.npz")
-    entry = get_entry("vit_base_r50_s16_224")
-    model = build_from_file(entry, dict(entry.kwargs, depth=1), path).eval()
+    model = build_from_file(path, "vit_base_r50_s16_224", depth=1).eval()
     assert model.stem.numerics == "jax" and model.load_report.ok
+    assert model.init_kwargs["stem_numerics"] == "jax" and model.init_kwargs["act"] == "gelu_tanh"
     assert not any("stem_numerics" in n for n in model.load_report.notes)
     plain = vitkit.create_model("vit_base_r50_s16_224", depth=1, num_classes=10).eval()
     report = vitkit.load_weights(plain, path)

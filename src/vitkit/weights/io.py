@@ -66,7 +66,22 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             "If you trust the file, load it with torch.load(path, weights_only=False) and pass the state "
             "dict (or its 'model' entry) to vitkit.load_weights"
         ) from e
-    return unwrap_state_dict(obj), {}
+    return unwrap_state_dict(obj), checkpoint_metadata(obj)
+
+
+def checkpoint_metadata(obj: Any) -> dict[str, str]:
+    """A vitkit training checkpoint's record (``model_name``, ``model_kwargs``, ``classes``,
+    ``preprocess``) in the form of a vitkit file's metadata (``format=vitkit``, ``model``,
+    ``model_kwargs``, ``labels``, ``pretrained_cfg``, JSON values); ``{}`` for any other object."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("model_name"), str):
+        return {}
+    meta = {"format": "vitkit", "model": obj["model_name"],
+            "model_kwargs": json.dumps(dict(obj.get("model_kwargs") or {}))}
+    if obj.get("classes"):
+        meta["labels"] = json.dumps([str(c) for c in obj["classes"]])
+    if isinstance(obj.get("preprocess"), Mapping):
+        meta["pretrained_cfg"] = json.dumps(dict(obj["preprocess"]))
+    return meta
 
 
 def _atomic_target(path: Path) -> Path:

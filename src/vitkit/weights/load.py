@@ -1,10 +1,17 @@
-"""``load_weights``: detect a checkpoint's format, convert it to vitkit's names, fit it to the model
-(resample position embeddings and bias tables, replace the head on purpose), load, and report.
+"""``load_weights``: a checkpoint into a model, as a pipeline of named steps.
 
-Nothing fails quietly: with ``strict=True`` (the default) a tensor the model needs but the file lacks,
-a tensor the model cannot place, or a tensor of the wrong shape raises an error naming the first
-keys and the detected format. The only deliberate gaps are a replaced classifier (zero-initialised,
-as the paper fine-tunes, ViT §3.2) and buffers that vitkit recomputes.
+    read → detect → convert (once)                      → :class:`Weights`   (:func:`read_weights`)
+    head policy → fit → check → load → report            → :class:`LoadReport` (:func:`load_converted`)
+
+:func:`read_source` reads a file or an in-memory state dict, :func:`detect` picks its format,
+:func:`convert` renames it to vitkit's names (once: :mod:`vitkit.build` converts a file once, reads
+what it says of the model it needs, and hands the same :class:`Weights` to :func:`load_converted`).
+:func:`head_policy` keeps the classifier, replaces it (zero-initialised, as the paper fine-tunes,
+ViT §3.2) or drops the pre-training pre-logits layer with it; :func:`fit` asks the model to fit each
+tensor whose shape differs from its own (``model.fit_tensor``: position embeddings and bias tables
+resampled to its geometry); :func:`check` refuses, with ``strict=True`` (the default), a tensor the
+model needs but the file lacks, one it cannot place, or one of the wrong shape, naming the first
+keys and the detected format; :func:`load` copies the tensors in; :func:`log_report` says what happened.
 """
 from __future__ import annotations
 
@@ -16,10 +23,9 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .formats import detect_format, get_format
+from .formats import Format, detect_format, get_format
 from .inspect import candidate_models, describe, infer_architecture
-from .io import read_checkpoint, unwrap_state_dict
-from .resample import embed_bias_table, resample_bias_table, resample_grid_embed, resample_pos_embed, square_grid
+from .io import checkpoint_metadata, read_checkpoint, unwrap_state_dict
 
 log = logging.getLogger(__name__)
 HEAD = ("head.weight", "head.bias")
@@ -53,26 +59,150 @@ class LoadReport:
         return s + ("; head replaced (zero-init)" if self.head_replaced else "")
 
 
+@dataclass(frozen=True)
+class Weights:
+    """A checkpoint read, its format detected and its tensors converted to vitkit's names.
+
+    ``state`` is never changed by loading; ``dropped`` (source key → why) and ``unknown`` come from
+    the format's table; ``implies`` are the constructor arguments the format says the weights were
+    trained with ({argument: (value, why)}); ``name`` is the file's name (None: a state dict)."""
+
+    format: str
+    state: dict[str, torch.Tensor]
+    dropped: dict[str, str] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    implies: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    name: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"checkpoint (detected format: {self.format})"
+
+
+# ------------------------------------------------------------------------ read → detect → convert
 def read_source(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata from a path or an in-memory state dict (numpy arrays accepted)."""
+    """Step 1, read: tensors and metadata from a path or an in-memory state dict (numpy arrays
+    accepted; a vitkit training checkpoint's record becomes metadata)."""
     if isinstance(source, (str, Path)):
         return read_checkpoint(source)
-    return unwrap_state_dict(source), {}
+    return unwrap_state_dict(source), checkpoint_metadata(source)
 
 
-def _stage_window(model: nn.Module, key: str, window: int) -> int:
-    """The attention window that stage ``stages.{s}`` of a Swin uses at the model's own input size
-    (smaller than ``window`` when the stage's map is; Swin §3.2)."""
-    import math
-    import re
+def detect(raw: Mapping[str, torch.Tensor], metadata: Mapping[str, str], fmt: str | None = None) -> Format:
+    """Step 2, detect: the format ``fmt`` names, else the one the keys (and metadata) show."""
+    return get_format(fmt) if fmt else detect_format(raw, metadata)
 
-    m = re.match(r"stages\.(\d+)\.", key)
-    if m is None or not hasattr(model, "img_size"):
-        return window
-    h, w = (math.ceil(n / model.patch_size) for n in model.img_size)
-    for _ in range(int(m.group(1))):
-        h, w = math.ceil(h / 2), math.ceil(w / 2)
-    return min(window, h, w)
+
+def convert(raw: Mapping[str, torch.Tensor], metadata: Mapping[str, str], f: Format,
+            name: str | None = None) -> Weights:
+    """Step 3, convert: source names and layouts → vitkit's (the format's key table)."""
+    conv = f.convert(raw)
+    return Weights(f.name, conv.state, dict(conv.dropped), list(conv.unknown), dict(metadata),
+                   dict(f.implies(set(raw))), name)
+
+
+def read_weights(source: str | Path | Mapping[str, Any] | Weights, fmt: str | None = None) -> Weights:
+    """Steps 1–3: read, detect and convert ``source`` (a :class:`Weights` is returned as it is)."""
+    if isinstance(source, Weights):
+        return source
+    raw, metadata = read_source(source)
+    name = Path(source).name if isinstance(source, (str, Path)) else None
+    return convert(raw, metadata, detect(raw, metadata, fmt), name)
+
+
+# ------------------------------------------------------------- head policy → fit → check → load
+def format_notes(model: nn.Module, weights: Weights) -> list[str]:
+    """What the format says the weights were trained with that the model was built without
+    (official ``.npz``: tanh GELU, the JAX stem numerics), read from ``model.init_kwargs``."""
+    built = getattr(model, "init_kwargs", {})
+    return [f"{why}; build the model with {k}={value!r} for its exact outputs "
+            "(create_model(..., pretrained=...) does)"
+            for k, (value, why) in weights.implies.items() if k in built and built[k] != value]
+
+
+@dataclass
+class HeadPlan:
+    """What :func:`head_policy` decided: the tensors to go on with, whether the classifier is
+    replaced (zero-initialised), and what was dropped on purpose and why."""
+
+    state: dict[str, torch.Tensor]
+    replace: bool = False
+    dropped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def head_policy(model: nn.Module, state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+                strict: bool = True, where: str = "checkpoint") -> HeadPlan:
+    """Step 4, the classifier: keep the file's head when it fits the model's; replace it (zero-init)
+    when the class counts differ or the file has none, taking the pre-training pre-logits layer out
+    with it (ViT §3.2); refuse (``strict``) a head that reads a pre-logits layer the model lacks."""
+    plan = HeadPlan(dict(state))
+    has_pre, file_pre = PRE_LOGITS[0] in target, PRE_LOGITS[0] in state
+    file_classes = state[HEAD[0]].shape[0] if HEAD[0] in state else 0
+    if HEAD[0] in target:
+        if file_classes == 0:
+            plan.replace = True
+            plan.notes.append("the checkpoint has no classifier: head zero-initialised")
+        elif state[HEAD[0]].shape != target[HEAD[0]].shape:
+            plan.replace = True
+            plan.notes.append(f"head replaced: {file_classes} classes in the file, {model.num_classes} in the model "
+                              "(zero-initialised, ViT §3.2)")
+        elif file_pre and not has_pre:
+            msg = (f"the {where} head reads a tanh pre-logits layer (representation_size="
+                   f"{state[PRE_LOGITS[0]].shape[0]}) that the model lacks; build the model with "
+                   "representation_size=N to use the head as trained, or with another num_classes to replace it")
+            if strict:
+                raise ValueError(msg)
+            plan.replace = True
+            plan.notes.append(msg)
+    if plan.replace or HEAD[0] not in target:
+        why = "classifier replaced" if HEAD[0] in target else "model has no classifier"
+        for k in HEAD:
+            if plan.state.pop(k, None) is not None:
+                plan.dropped.append(f"{k} ({why})")
+        if file_pre and not has_pre:
+            for k in PRE_LOGITS:
+                plan.state.pop(k)
+                plan.dropped.append(f"{k} (pre-training head removed with the classifier, ViT §3.2)")
+    return plan
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit` made of the file's tensors for the model."""
+
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    resampled: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def fit(model: nn.Module, state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+        interpolation: str = "bicubic", skip: tuple[str, ...] = ()) -> Fitted:
+    """Step 5, fit: tensors of the model's shape as they are; for every other shape, the model's
+    ``fit_tensor`` (resampling what has a meaning at another size) or a mismatch. ``missing``: the
+    model's tensors the file does not give, except ``skip`` (a replaced head)."""
+    out = Fitted()
+    for k, v in state.items():
+        if k not in target:
+            out.unexpected.append(k)
+            continue
+        want = target[k].shape
+        if v.shape == want:
+            out.state[k] = v
+            continue
+        got = model.fit_tensor(k, v, interpolation)
+        if got is None or got[0].shape != want:
+            out.mismatched.append(f"{k}: {tuple(v.shape)} in the file, {tuple(want)} in the model")
+            continue
+        out.state[k] = got[0]
+        out.resampled.append(f"{k}: {tuple(v.shape)} -> {tuple(want)}")
+        out.notes.append(f"{k}: {got[1]}")
+    out.missing = [k for k in target if k not in out.state and k not in skip]
+    return out
 
 
 def _first(names: list[str], n: int = 5) -> str:
@@ -80,133 +210,84 @@ def _first(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + more
 
 
+def check(model: nn.Module, weights: Weights, report: LoadReport, n_tensors: int, strict: bool = True) -> None:
+    """Step 6, check: with ``strict``, refuse other shapes (saying what the file holds and which
+    registered models fit it), then missing or unplaceable tensors."""
+    if not strict:
+        return
+    if report.mismatched:
+        info = infer_architecture(weights.state)
+        fits = candidate_models(info)
+        hint = f" (e.g. {', '.join(fits[:3])})" if fits else ""
+        name = getattr(model, "model_name", type(model).__name__)
+        raise ValueError(
+            f"the {weights.where} does not fit {name}: {len(report.mismatched)} of {n_tensors} tensors have other "
+            f"shapes, first: {_first(report.mismatched, 3)}. The file holds {describe(info)}; create the "
+            f"model that matches it{hint}, or fine-tune from it with that architecture"
+        )
+    if report.missing or report.unexpected:
+        parts = []
+        if report.missing:
+            parts.append(f"{len(report.missing)} model tensors are missing from the file: {_first(report.missing)}")
+        if report.unexpected:
+            parts.append(f"{len(report.unexpected)} file tensors have no place in the model: {_first(report.unexpected)}")
+        raise ValueError(f"{weights.where}: " + "; ".join(parts) +
+                         ". Pass strict=False to load the rest, or fmt=NAME if the format was misdetected")
+
+
+def load(model: nn.Module, state: Mapping[str, torch.Tensor], replace_head: bool = False) -> None:
+    """Step 7, load: a zero-initialised classifier first when it is replaced, then the tensors."""
+    if replace_head:
+        model.reset_classifier(model.num_classes)
+    with torch.no_grad():
+        result = model.load_state_dict(dict(state), strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys  # every key was checked against the model
+
+
+def log_report(report: LoadReport, strict: bool = True) -> None:
+    """Step 8, report: the notes at INFO, a non-strict load's gaps as a warning."""
+    for line in report.notes:
+        log.info(line)
+    if not strict and not report.ok:
+        log.warning("non-strict load: %s", report)
+
+
+def load_converted(model: nn.Module, weights: Weights, *, strict: bool = True,
+                   interpolation: str = "bicubic") -> LoadReport:
+    """Steps 4–8 for weights already read and converted: head policy → fit → check → load → report."""
+    report = LoadReport(format=weights.format, metadata=dict(weights.metadata))
+    report.dropped += [f"{k} ({why})" for k, why in weights.dropped.items()]
+    report.notes += format_notes(model, weights)
+    target = model.state_dict()
+    plan = head_policy(model, weights.state, target, strict, weights.where)
+    report.dropped += plan.dropped
+    report.notes += plan.notes
+    report.head_replaced = plan.replace
+    fitted = fit(model, plan.state, target, interpolation, skip=HEAD if plan.replace else ())
+    report.resampled, report.mismatched, report.missing = fitted.resampled, fitted.mismatched, fitted.missing
+    report.unexpected = weights.unknown + fitted.unexpected
+    report.notes += fitted.notes
+    check(model, weights, report, len(plan.state), strict)
+    load(model, fitted.state, plan.replace)
+    report.loaded = sorted(fitted.state)
+    log_report(report, strict)
+    return report
+
+
 def load_weights(
     model: nn.Module,
-    source: str | Path | Mapping[str, Any],
+    source: str | Path | Mapping[str, Any] | Weights,
     *,
     strict: bool = True,
     fmt: str | None = None,
     interpolation: str = "bicubic",
 ) -> LoadReport:
-    """Load ``source`` (a file path or a state dict in any supported format) into ``model``.
+    """Load ``source`` (a file path, a state dict in any supported format, or :class:`Weights`
+    already read) into ``model``.
 
     ``fmt`` forces a format instead of detecting it; ``interpolation`` picks how position embeddings
     are resampled when the grid differs (see :mod:`vitkit.weights.resample`). When the checkpoint's
     classifier has another number of classes than ``model.num_classes`` (or the file has none), the
     head is replaced by a zero-initialised one and the report says so. Returns a :class:`LoadReport`.
     """
-    raw, metadata = read_source(source)
-    f = get_format(fmt) if fmt else detect_format(raw, metadata)
-    conv = f.convert(raw)
-    report = LoadReport(format=f.name, metadata=dict(metadata))
-    report.dropped += [f"{k} ({why})" for k, why in conv.dropped.items()]
-    blocks = getattr(model, "blocks", None)
-    if f.name == "official_vit_npz" and blocks is not None and getattr(blocks[0].mlp.act, "approximate", "") != "tanh":
-        report.notes.append("the official JAX code trained these weights with tanh GELU; build the model with "
-                            "act='gelu_tanh' for its exact outputs (create_model(..., pretrained=...) does)")
-    stem = getattr(model, "stem", None)
-    if f.name == "official_vit_npz" and stem is not None and getattr(stem, "numerics", "jax") != "jax":
-        report.notes.append("the official JAX code trained these weights with its own StdConv/GroupNorm epsilons; "
-                            "build the model with stem_numerics='jax' for its exact outputs "
-                            "(create_model(..., pretrained=...) does)")
-    state = conv.state
-    as_converted = dict(state)  # before the head is taken out: describes the file in errors
-    target = model.state_dict()
-    fitted: dict[str, torch.Tensor] = {}
-    where = f"checkpoint (detected format: {f.name})"
-
-    # ---- the classifier: keep, or replace on purpose
-    has_pre = PRE_LOGITS[0] in target
-    file_pre = PRE_LOGITS[0] in state
-    model_classes = getattr(model, "num_classes", None)
-    file_classes = state["head.weight"].shape[0] if "head.weight" in state else 0
-    replace = False
-    if HEAD[0] in target:
-        if file_classes == 0:
-            replace = True
-            report.notes.append("the checkpoint has no classifier: head zero-initialised")
-        elif state["head.weight"].shape != target["head.weight"].shape:
-            replace = True
-            report.notes.append(f"head replaced: {file_classes} classes in the file, {model_classes} in the model "
-                                "(zero-initialised, ViT §3.2)")
-        elif file_pre and not has_pre:
-            msg = (f"the {where} head reads a tanh pre-logits layer (representation_size="
-                   f"{state[PRE_LOGITS[0]].shape[0]}) that the model lacks; build the model with "
-                   "representation_size=N to use the head as trained, or with another num_classes to replace it")
-            if strict:
-                raise ValueError(msg)
-            replace = True
-            report.notes.append(msg)
-    if replace or HEAD[0] not in target:
-        for k in HEAD:
-            if k in state:
-                report.dropped.append(f"{k} (classifier replaced)" if HEAD[0] in target else f"{k} (model has no classifier)")
-                state.pop(k)
-        if file_pre and not has_pre:
-            for k in PRE_LOGITS:
-                report.dropped.append(f"{k} (pre-training head removed with the classifier, ViT §3.2)")
-                state.pop(k)
-    report.head_replaced = replace
-
-    # ---- shapes: resample what has a meaning at another size, refuse the rest
-    for k, v in state.items():
-        if k not in target:
-            report.unexpected.append(k)
-            continue
-        want = target[k].shape
-        if v.shape == want:
-            fitted[k] = v
-            continue
-        if k == "pos_embed" and v.shape[-1] == want[-1]:
-            prefix = getattr(model, "num_prefix_tokens", 1)
-            old = square_grid(v.shape[1] - prefix)
-            fitted[k] = resample_pos_embed(v, tuple(model.grid_size), old, prefix, interpolation)
-        elif k.endswith("relative_position_bias_table") and v.shape[1] == want[1]:
-            window = model.get_submodule(k.rsplit(".", 1)[0]).window_size
-            side = int(round(v.shape[0] ** 0.5))
-            if side == 2 * _stage_window(model, k, window) - 1 < 2 * window - 1:
-                fitted[k] = embed_bias_table(v, window)  # a stage smaller than the window: exact
-                report.notes.append(f"{k}: the file's table covers the stage's {(side + 1) // 2}-wide window; "
-                                    "placed at the centre of the model's table")
-            else:
-                fitted[k] = resample_bias_table(v, window)
-        elif k == "absolute_pos_embed" and v.shape[-1] == want[-1]:
-            fitted[k] = resample_grid_embed(v, tuple(want[1:3]))
-        else:
-            report.mismatched.append(f"{k}: {tuple(v.shape)} in the file, {tuple(want)} in the model")
-            continue
-        report.resampled.append(f"{k}: {tuple(v.shape)} -> {tuple(want)}")
-    report.unexpected = conv.unknown + report.unexpected
-    skip = set(HEAD) if replace else set()
-    report.missing = [k for k in target if k not in fitted and k not in skip]
-
-    if report.mismatched and strict:
-        info = infer_architecture(as_converted)
-        fits = candidate_models(info)
-        hint = f" (e.g. {', '.join(fits[:3])})" if fits else ""
-        name = getattr(model, "model_name", type(model).__name__)
-        raise ValueError(
-            f"the {where} does not fit {name}: {len(report.mismatched)} of {len(state)} tensors have other "
-            f"shapes, first: {_first(report.mismatched, 3)}. The file holds {describe(info)}; create the "
-            f"model that matches it{hint}, or fine-tune from it with that architecture"
-        )
-    if strict and (report.missing or report.unexpected):
-        parts = []
-        if report.missing:
-            parts.append(f"{len(report.missing)} model tensors are missing from the file: {_first(report.missing)}")
-        if report.unexpected:
-            parts.append(f"{len(report.unexpected)} file tensors have no place in the model: {_first(report.unexpected)}")
-        raise ValueError(f"{where}: " + "; ".join(parts) +
-                         ". Pass strict=False to load the rest, or fmt=NAME if the format was misdetected")
-
-    if replace and hasattr(model, "reset_classifier"):
-        model.reset_classifier(model_classes)
-    with torch.no_grad():
-        result = model.load_state_dict(fitted, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys  # every key was checked against ``target``
-    report.loaded = sorted(fitted)
-    for line in report.notes:
-        log.info(line)
-    if not strict and not report.ok:
-        log.warning("non-strict load: %s", report)
-    return report
+    return load_converted(model, read_weights(source, fmt), strict=strict, interpolation=interpolation)

@@ -1,11 +1,12 @@
 """Pretrained tags: published files, their preprocessing and their labels.
 
-``create_model(name, pretrained=True | "tag")`` resolves the tag here, fetches the file through the
-cache (:mod:`.hub`), builds the model the file needs (classes, pre-logits layer, GELU form) unless
-the caller asked for another head, loads it strictly and records the preprocessing and labels in
-``model.pretrained_cfg``. Files are the authors' own: Google's ``.npz`` (ViT, official JAX code, tanh
-GELU) and Microsoft's ``.pth`` (Swin). SHA-256 sums are given where published (none are, for these
-files, so they are verified only by their loading strictly).
+``create_model(name, pretrained=True | "tag")`` (:mod:`vitkit.build`) resolves the tag here, fetches
+the file through the cache (:mod:`.hub`), builds the model the file needs (classes, pre-logits
+layer, GELU form) unless the caller asked for another head, loads it strictly and records the
+preprocessing and labels (:func:`labels_for`) in ``model.pretrained_cfg``. Files are the authors'
+own: Google's ``.npz`` (ViT, official JAX code, tanh GELU) and Microsoft's ``.pth`` (Swin). SHA-256
+sums are given where published (none are, for these files, so they are verified only by their
+loading strictly).
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from torch import nn
 
 VIT_NPZ = "https://storage.googleapis.com/vit_models/"
 SWIN_PTH = "https://github.com/SwinTransformer/storage/releases/download/"
@@ -213,58 +212,3 @@ def labels_for(kind: str | None, num_classes: int) -> list[str] | None:
     if kind == "imagenet21k" and num_classes == 21843:
         return [lemmas for _, lemmas in imagenet21k_synsets()]
     return None
-
-
-def build_pretrained(entry: Any, kwargs: dict[str, Any], tag: bool | str, *, offline: bool | None = None,
-                     cache: str | Path | None = None) -> nn.Module:
-    """Build ``entry``'s model with the tag's published weights (see the module docstring)."""
-    from .hub import download
-
-    t = get_pretrained(entry.name, tag)
-    path = download(t.url, t.filename, sha256=t.sha256, offline=offline, cache=cache)
-    return build_from_file(entry, kwargs, path, tag=t)
-
-
-def build_from_file(entry: Any, kwargs: dict[str, Any], path: str | Path, tag: PretrainedTag | None = None,
-                    fmt: str | None = None) -> nn.Module:
-    """Build ``entry``'s model shaped for the checkpoint at ``path`` (classes, pre-logits layer) unless
-    ``kwargs`` asks for another head, load it strictly, and attach preprocessing and labels."""
-    from .formats import detect_format, get_format
-    from .inspect import infer_architecture
-    from .io import decode_metadata, read_checkpoint
-    from .load import load_weights
-
-    raw, meta = read_checkpoint(path)
-    fmt_ = get_format(fmt) if fmt else detect_format(raw, meta)
-    converted = fmt_.convert(raw).state
-    info = infer_architecture(converted)
-    tag = tag or find_tag_by_filename(str(path))
-    meta_d = decode_metadata(meta)
-    kw = dict(kwargs)
-    for k, v in {**(tag.model_kwargs if tag else {}), **meta_d.get("model_kwargs", {})}.items():
-        kw.setdefault(k, v)
-    if fmt_.name == "official_vit_npz":
-        kw.setdefault("act", "gelu_tanh")  # the official JAX code uses Flax's tanh GELU
-        if any(k.startswith("stem.") for k in converted):
-            kw.setdefault("stem_numerics", "jax")  # and its StdConv/GroupNorm epsilons
-    file_classes = info.get("num_classes", 0)
-    kw.setdefault("num_classes", file_classes)
-    if info.get("representation_size") and kw["num_classes"] == file_classes:
-        kw.setdefault("representation_size", info["representation_size"])
-    model = entry.builder(**kw)
-    model.model_name = entry.name
-    from ..registry import row_pretrained_cfg
-
-    cfg = row_pretrained_cfg(entry, model)
-    if tag:
-        cfg.update(tag.cfg())
-    cfg.update({k: v for k, v in meta_d.get("pretrained_cfg", {}).items() if k in cfg.keys_()})
-    cfg.input_size = (cfg.input_size[0], *model.img_size)
-    cfg.source = cfg.tag or str(Path(path).name)
-    known = {1000: "imagenet1k", 21843: "imagenet21k"}.get(file_classes)  # the sizes say which set
-    labels = meta_d.get("labels") or labels_for(cfg.label_set or known, model.num_classes)
-    cfg.labels = list(labels) if labels and len(labels) == model.num_classes else None
-    cfg.num_classes = model.num_classes
-    model.pretrained_cfg = cfg
-    model.load_report = load_weights(model, raw, strict=True, fmt=fmt_.name)
-    return model

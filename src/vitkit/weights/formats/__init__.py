@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -24,6 +24,9 @@ class Format:
     ignore: Mapping[str, str] = field(default_factory=dict)  # source pattern → why it is dropped
     prepare: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = lambda s: s
     passthrough: bool = False  # names are vitkit's already: no table, the model judges every key
+    # constructor arguments files of this layout were trained with, given the file's (source) key
+    # names: {argument: (value, why)}; a build uses them, load_weights notes a model built otherwise
+    implies: Callable[[set[str]], Mapping[str, tuple[Any, str]]] = lambda keys: {}
 
     def convert(self, state: Mapping[str, torch.Tensor]) -> Converted:
         """Source-named tensors → vitkit-named tensors (plus what was dropped and what is unknown)."""

@@ -73,5 +73,15 @@ def detect(keys: set[str]) -> bool:
     return any(k.endswith("embedding/kernel") or "Transformer/encoderblock_" in k for k in keys)
 
 
+def implies(keys: set[str]) -> dict[str, tuple[str, str]]:
+    """The official JAX code computes GELU with Flax's tanh form and, in the hybrid's ResNet, its own
+    StdConv/GroupNorm epsilons (:mod:`vitkit.models.resnet_stem`): files trained there need both."""
+    out = {"act": ("gelu_tanh", "the official JAX code trained these weights with tanh GELU")}
+    if any(k.endswith("conv_root/kernel") for k in keys):
+        out["stem_numerics"] = ("jax", "the official JAX code trained these weights with its own "
+                                       "StdConv/GroupNorm epsilons")
+    return out
+
+
 FORMAT = Format("official_vit_npz", "Google's official ViT .npz (AugReg, ImageNet-21k, R50 hybrid)",
-                detect, RULES, prepare=strip_prefix)
+                detect, RULES, prepare=strip_prefix, implies=implies)
