@@ -90,7 +90,14 @@ def evaluate(
 
 def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a vitkit training checkpoint was written from and load its weights
-    (``ema``: the EMA weights, when the run kept them)."""
+    (``ema``: the EMA weights, when the run kept them).
+
+    The network is ``create_model(model_name, **model_kwargs)``: checkpoints record every constructor
+    argument (``model_kwargs_complete``), so activation, stem numerics, pooling and the rest are the
+    trained model's. Its ``pretrained_cfg`` is the run's preprocessing record (``preprocess``, as
+    trained) with the run's class names as labels. Checkpoints from before complete records kept only
+    a few overrides; the other options then come from the registry row, with a warning."""
+    from ..models.base import PretrainedCfg
     from ..registry import create_model
     from ..train.checkpoint import load_checkpoint
 
@@ -98,12 +105,42 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Modul
     if "model" not in ckpt or "model_name" not in ckpt:
         raise ValueError(f"{str(path)!r} is not a vitkit training checkpoint (no 'model'/'model_name' entries); "
                          "for weights in other formats use vitkit.load_weights")
-    model = create_model(ckpt["model_name"], **ckpt.get("model_kwargs", {}))
+    kwargs = dict(ckpt.get("model_kwargs") or {})
+    if not ckpt.get("model_kwargs_complete"):
+        log.warning("%s predates complete model records: it saved only %s; every other option (activation, "
+                    "stem numerics, pooling, LayerScale, …) is taken from the registry row of %r, which may "
+                    "differ from the trained model's", path, sorted(kwargs) or "no options", ckpt["model_name"])
+    model = _build(ckpt["model_name"], kwargs, ckpt.get("model_class"), create_model)
     key = "model_ema" if ema else "model"
     if key not in ckpt:
         raise ValueError(f"{str(path)!r} holds no EMA weights (the run had ema_decay=0)")
-    model.load_state_dict(ckpt[key])
+    state = ckpt[key]
+    if ema and isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
+        state = state["module"]  # checkpoint-last.pt keeps the EMA's own state ({"module": …, …})
+    model.load_state_dict(state)
+    if hasattr(model, "pretrained_cfg"):
+        pcfg = model.pretrained_cfg.copy() if isinstance(model.pretrained_cfg, PretrainedCfg) \
+            else PretrainedCfg.from_dict(dict(model.pretrained_cfg))
+        pcfg.update({k: v for k, v in (ckpt.get("preprocess") or {}).items() if k in PretrainedCfg.keys_()})
+        if ckpt.get("classes"):
+            pcfg.labels, pcfg.num_classes = list(ckpt["classes"]), len(ckpt["classes"])
+        pcfg.source = str(path)
+        model.pretrained_cfg = pcfg
     return model, ckpt
+
+
+def _build(name: str, kwargs: dict[str, Any], model_class: str | None, create_model: Callable[..., nn.Module]
+           ) -> nn.Module:
+    """``create_model(name, **kwargs)``; a model built directly from a vitkit class (its name is the
+    class's, not a registry row) is built from that class with its recorded arguments."""
+    from ..registry import list_models
+
+    if name in list_models() or not model_class or not model_class.startswith("vitkit."):
+        return create_model(name, **kwargs)
+    import importlib
+
+    module, _, cls = model_class.rpartition(".")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
 def evaluate_checkpoint(
@@ -132,9 +169,10 @@ def evaluate_checkpoint(
     dev = pick_device(device)
     model.to(dev)
     cfg = ckpt.get("config", {})
-    pcfg = dict(getattr(model, "pretrained_cfg", {}))
-    pcfg.update(ckpt.get("preprocess", {}))
-    trained = int(ckpt.get("model_kwargs", {}).get("img_size") or pcfg.get("input_size", (3, 224, 224))[-1])
+    pcfg = dict(getattr(model, "pretrained_cfg", {}))  # the run's record, as trained (model_from_checkpoint)
+    pcfg.update(ckpt.get("preprocess") or {})
+    size = ckpt.get("model_kwargs", {}).get("img_size")
+    trained = int(pcfg.get("input_size", (3, 224, 224))[-1] or (size if isinstance(size, int) else size[-1]))
     mode = "L" if pcfg.get("input_size", (3,))[0] == 1 else "RGB"
     classes = ckpt.get("classes") or [str(k) for k in range(model.num_classes)]
     vf = cfg.get("val_fraction", 0.0) if val_fraction is None else val_fraction

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from .. import __version__
 from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_transform, resolve_data, train_transform
 from ..layers.fastpath import fast_paths_enabled
+from ..models.base import PretrainedCfg
 from ..registry import create_model, get_entry
 from . import distributed as D
 from .allocator import keep_freed_memory
@@ -61,8 +62,9 @@ class RunResult:
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The model named by ``cfg.model`` with the run's overrides; returns it and those overrides
-    (saved in checkpoints so that ``vitkit eval`` can rebuild it)."""
+    """The model named by ``cfg.model`` with the run's overrides; returns it and its complete
+    constructor record (``model.init_kwargs``, what checkpoints save so that ``vitkit eval`` rebuilds
+    exactly this network: activation, stem numerics and every other option included)."""
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     if cfg.img_size:
         kwargs["img_size"] = cfg.img_size
@@ -78,13 +80,72 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, dict[str
         log.info("initial weights from %s: %s", cfg.weights, load_weights(model, cfg.weights))
     if cfg.zero_init_head:
         model.reset_classifier(num_classes)
-    return model, kwargs
+    return model, dict(getattr(model, "init_kwargs", kwargs))
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint keeps to rebuild ``model``: its registry name, every constructor argument
+    (``init_kwargs``; ``model_kwargs_complete`` says the record is whole, so that
+    ``create_model(model_name, **model_kwargs)`` is this network), its class, and its preprocessing
+    record (``preprocess``: ``pretrained_cfg.to_dict()``). Models that are not vitkit models record
+    what they can (``model_kwargs_complete`` False)."""
+    kwargs = getattr(model, "init_kwargs", None)
+    rec: dict[str, Any] = {
+        "model_name": getattr(model, "model_name", type(model).__name__),
+        "model_kwargs": dict(kwargs) if kwargs is not None else {},
+        "model_kwargs_complete": kwargs is not None,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+    }
+    pcfg = getattr(model, "pretrained_cfg", None)
+    if pcfg is not None:
+        rec["preprocess"] = pcfg.to_dict() if hasattr(pcfg, "to_dict") else dict(pcfg)
+    return rec
+
+
+def resolve_preprocessing(model: nn.Module | None, cfg: TrainConfig, classes: Sequence[str] = ()) -> PretrainedCfg:
+    """The run's preprocessing record: the model's own (``model.pretrained_cfg``: for pretrained
+    weights, the weights' mean/std/crop/interpolation, not the registry row's), with the run's
+    overrides (``img_size``, ``crop_pct``, ``interpolation``) and its class names."""
+    pcfg = getattr(model, "pretrained_cfg", None) if model is not None else None
+    if pcfg is None:  # not a vitkit model: the row of cfg.model, as before models described themselves
+        entry = get_entry(cfg.model)
+        pcfg = PretrainedCfg.from_dict(dict(entry.pretrained_cfg, architecture=entry.name))
+        chans = entry.kwargs.get("in_chans", 3)
+        size = entry.kwargs.get("img_size", 224)
+        pcfg.input_size = (chans, size, size)
+    elif not isinstance(pcfg, PretrainedCfg):
+        pcfg = PretrainedCfg.from_dict(dict(pcfg))
+    else:
+        pcfg = pcfg.copy()
+    chans = int(pcfg.input_size[0])
+    if len(pcfg.mean) != chans:
+        pcfg.mean, pcfg.std = (0.5,) * chans, (0.5,) * chans
+    if cfg.img_size:
+        pcfg.input_size = (chans, cfg.img_size, cfg.img_size)
+    if cfg.crop_pct:
+        pcfg.crop_pct = cfg.crop_pct
+    if cfg.interpolation:
+        pcfg.interpolation = cfg.interpolation
+    if classes:
+        pcfg.labels, pcfg.label_set, pcfg.num_classes = list(classes), None, len(classes)
+    return pcfg
 
 
 class Trainer:
     """One training run of ``cfg`` into ``out_dir``. ``model``, ``train_set``, ``val_set`` and ``task``
     replace what ``cfg`` would build; ``callbacks`` are called with the trainer after every
-    optimiser step (to log, or to stop a run by raising)."""
+    optimiser step (to log, or to stop a run by raising).
+
+    Preprocessing (mean, std, interpolation, eval crop, input channels and size) comes from the
+    model's own record, ``model.pretrained_cfg`` (for pretrained weights: the weights'), with
+    ``cfg.img_size`` / ``crop_pct`` / ``interpolation`` overriding it when set; the model's record is
+    then replaced by that run's record (labels: the data's classes), which checkpoints save.
+
+    What constructing a Trainer touches: it opens the datasets it builds (lists the files, decodes
+    no image), builds the model (``pretrained``: weights from the cache, downloaded when missing),
+    and on rank 0 creates ``out_dir`` with ``config.json`` and an empty ``metrics.jsonl``; with
+    ``resume`` it reads ``checkpoint-last.pt`` instead and trims ``metrics.jsonl`` to it. Nothing
+    else is written before :meth:`fit`."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, recipe: str = "",
                  model: nn.Module | None = None, train_set: Dataset | None = None, val_set: Dataset | None = None,
@@ -100,37 +161,54 @@ class Trainer:
         W = self.dist.world_size
         _seed_everything(cfg.seed)  # identical model initialisation on every rank
 
-        # ---- data: resolve (rank 0 first: it may unpack an archive), then the two splits
-        entry = get_entry(cfg.model)
-        pcfg = dict(entry.pretrained_cfg)
-        in_chans = entry.kwargs.get("in_chans", 3)
-        img_size = cfg.img_size or entry.kwargs.get("img_size", 224)
-        mean, std = pcfg.get("mean", (0.5,) * in_chans), pcfg.get("std", (0.5,) * in_chans)
-        interp = cfg.interpolation or pcfg.get("interpolation", "bicubic")
-        self.preprocess = dict(mean=list(mean), std=list(std), interpolation=interp,
-                               crop_pct=cfg.crop_pct or pcfg.get("crop_pct", 1.0), input_size=[in_chans, img_size, img_size])
-        if train_set is None or val_set is None:
+        # ---- data, opened without transforms: the model needs the number of classes, the transforms
+        # need the model's preprocessing record (resolve: rank 0 first, it may unpack an archive)
+        if model is not None:
+            in_chans = int(getattr(model, "pretrained_cfg", None).input_size[0]) if hasattr(model, "pretrained_cfg") \
+                else int(getattr(model, "init_kwargs", {}).get("in_chans", get_entry(cfg.model).kwargs.get("in_chans", 3)))
+        else:
+            in_chans = get_entry(cfg.model).kwargs.get("in_chans", 3)  # TrainConfig cannot change it
+        own_train, own_val = train_set is None, val_set is None
+        if own_train or own_val:
             if not self.dist.is_main:
                 D.barrier()
             src = resolve_data(cfg.data, data_root=cfg.data_root or None, download=cfg.data_download)
             if self.dist.is_main:
                 D.barrier()
             mode = "L" if in_chans == 1 else "RGB"
-            train_tf = train_transform(img_size, mean=mean, std=std, preset=cfg.augment, interpolation=interp,
-                                       scale=cfg.scale, hflip=cfg.hflip, randaugment=cfg.randaugment,
-                                       randaugment_ops=cfg.randaugment_ops, random_erasing=cfg.random_erasing)
-            val_tf = eval_transform(img_size, mean=mean, std=std, interpolation=interp,
-                                    crop_pct=self.preprocess["crop_pct"])
-            if train_set is None:
-                train_set = build_dataset(src, "train", train_tf, mode=mode, val_fraction=cfg.val_fraction)
+            if own_train:
+                train_set = build_dataset(src, "train", None, mode=mode, val_fraction=cfg.val_fraction)
                 if cfg.train_examples:
                     train_set = _random_subset(train_set, cfg.train_examples, cfg.seed)
-            if val_set is None:
-                val_set = build_dataset(src, cfg.eval_split, val_tf, mode=mode, val_fraction=cfg.val_fraction)
+            if own_val:
+                val_set = build_dataset(src, cfg.eval_split, None, mode=mode, val_fraction=cfg.val_fraction)
         self.classes = list(getattr(train_set, "classes", []))
         num_classes = cfg.num_classes or len(self.classes)
         if num_classes < 1:
             raise ValueError("num_classes could not be taken from the data; set num_classes=K")
+
+        # ---- the model, and the preprocessing it asks for (its pretrained_cfg: the weights' record)
+        if model is None:
+            model, _ = build_model(cfg, num_classes)
+        pcfg = resolve_preprocessing(model, cfg, self.classes)
+        if hasattr(model, "pretrained_cfg"):
+            model.pretrained_cfg = pcfg  # the trained model describes its preprocessing as trained
+        self.pretrained_cfg = pcfg
+        self.preprocess = pcfg.to_dict()
+        self.model_record = model_record(model)  # before sharding: FSDP changes the module's class
+        self.model_kwargs = self.model_record["model_kwargs"]
+        if not hasattr(model, "model_name"):
+            self.model_record["model_name"] = cfg.model
+        img_size = int(pcfg.input_size[-1])
+        mean, std, interp = pcfg.mean, pcfg.std, pcfg.interpolation
+        if own_train:
+            train_set.transform = train_transform(
+                img_size, mean=mean, std=std, preset=cfg.augment, interpolation=interp, scale=cfg.scale,
+                hflip=cfg.hflip, randaugment=cfg.randaugment, randaugment_ops=cfg.randaugment_ops,
+                random_erasing=cfg.random_erasing)
+        if own_val:
+            val_set.transform = eval_transform(img_size, mean=mean, std=std, interpolation=interp,
+                                               crop_pct=pcfg.crop_pct)
 
         # ---- batch geometry: global batch = world × accumulation × micro-batch
         if cfg.batch_size % (W * cfg.accum_steps):
@@ -153,10 +231,7 @@ class Trainer:
         val_shard = list(range(self.dist.rank, len(val_set), W))  # no padding: every image counted once
         self.val_loader = DataLoader(val_set, batch_size=max(self.micro, 64), sampler=val_shard, **loader_kw)
 
-        # ---- model, precision, wrappers
-        self.model_kwargs: dict[str, Any] = {}
-        if model is None:
-            model, self.model_kwargs = build_model(cfg, num_classes)
+        # ---- precision, wrappers
         self.model = model.to(self.device)
         if cfg.grad_checkpointing:
             self.model.set_grad_checkpointing(True)
@@ -366,8 +441,8 @@ class Trainer:
 
     # ---------------------------------------------------------------------------- state in and out
     def _meta(self) -> dict[str, Any]:
-        return {"model_name": getattr(self.model, "model_name", self.cfg.model), "model_kwargs": self.model_kwargs,
-                "classes": self.classes, "preprocess": self.preprocess, "config": self.cfg.to_dict(),
+        return {**self.model_record, "preprocess": self.preprocess,
+                "classes": self.classes, "config": self.cfg.to_dict(),
                 "recipe": self.recipe, "epoch": self.epoch, "global_step": self.global_step,
                 "vitkit_version": __version__}
 
