@@ -23,12 +23,13 @@ def model_kwargs(model: nn.Module) -> dict[str, Any]:
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, *, model: str | None = None,
-                       fmt: str | None = None) -> tuple[LoadReport, str]:
-    """Read ``src`` (any supported format), build the vitkit model it fits (``model`` or inferred),
-    load it strictly, and write ``dst`` as vitkit safetensors with metadata (model name and complete
-    constructor arguments, preprocessing, labels, source). Returns the load report and the model name."""
+                       fmt: str | None = None, **overrides: Any) -> tuple[LoadReport, str]:
+    """Read ``src`` (any supported format), build the vitkit model it fits (``model`` or inferred,
+    with constructor ``overrides`` for files that do not say their sizes), load it strictly, and
+    write ``dst`` as vitkit safetensors with metadata (model name and complete constructor
+    arguments, preprocessing, labels, source). Returns the load report and the model name."""
     weights = read_weights(src, fmt)  # read → detect → convert, once
-    net = build_from_file(weights, model)
+    net = build_from_file(weights, model, **overrides)
     cfg = net.pretrained_cfg
     metadata: dict[str, Any] = {
         "model": net.model_name,

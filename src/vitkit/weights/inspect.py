@@ -3,7 +3,7 @@
 
 The architectures answer for themselves (:class:`vitkit.models.base.ModelBase`): each class of the
 registry's rows reads its own keys (``config_from_state_dict``), judges its rows (``row_fits``) and
-describes what it read (``describe_config``); nothing here knows a family's key names.
+describes what it read (``describe_config``); nothing here knows an architecture's key names.
 """
 from __future__ import annotations
 
