@@ -205,7 +205,10 @@ def build_from_checkpoint(checkpoint: Mapping[str, Any], *, ema: bool = False, *
     if ema:
         if "model_ema" not in checkpoint:
             raise ValueError("the checkpoint holds no EMA weights (the run had ema_decay=0)")
-        checkpoint = {**checkpoint, "model": checkpoint["model_ema"]}
+        state = checkpoint["model_ema"]
+        if isinstance(state, Mapping) and isinstance(state.get("module"), Mapping):
+            state = state["module"]  # checkpoint-last.pt keeps the EMA's own state ({"module": …, …})
+        checkpoint = {**checkpoint, "model": state}
     return build(str(checkpoint["model_name"]), overrides, weights=checkpoint)
 
 
