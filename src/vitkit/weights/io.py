@@ -123,7 +123,7 @@ def save_official_vit_npz(model: nn.Module, path: str | Path) -> Path:
     """Write a vitkit ViT (plain or hybrid) in Google's ``.npz`` layout (readable by the official JAX
     code and by timm's npz loader)."""
     fmt = get_format("official_vit_npz")
-    heads = model.blocks[0].attn.num_heads
+    heads = model.init_kwargs["num_heads"]  # the per-head kernel layouts need it
     arrays = from_vitkit(model.state_dict(), fmt.rules, {"num_heads": heads})
     path = Path(path)
     tmp = _atomic_target(path)

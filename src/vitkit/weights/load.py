@@ -115,7 +115,7 @@ def read_weights(source: str | Path | Mapping[str, Any] | Weights, fmt: str | No
 def format_notes(model: nn.Module, weights: Weights) -> list[str]:
     """What the format says the weights were trained with that the model was built without
     (official ``.npz``: tanh GELU, the JAX stem numerics), read from ``model.init_kwargs``."""
-    built = getattr(model, "init_kwargs", {})
+    built = model.init_kwargs
     return [f"{why}; build the model with {k}={value!r} for its exact outputs "
             "(create_model(..., pretrained=...) does)"
             for k, (value, why) in weights.implies.items() if k in built and built[k] != value]
@@ -219,7 +219,7 @@ def check(model: nn.Module, weights: Weights, report: LoadReport, n_tensors: int
         info = infer_architecture(weights.state)
         fits = candidate_models(info)
         hint = f" (e.g. {', '.join(fits[:3])})" if fits else ""
-        name = getattr(model, "model_name", type(model).__name__)
+        name = model.model_name
         raise ValueError(
             f"the {weights.where} does not fit {name}: {len(report.mismatched)} of {n_tensors} tensors have other "
             f"shapes, first: {_first(report.mismatched, 3)}. The file holds {describe(info)}; create the "
