@@ -200,3 +200,16 @@ def test_hybrid_without_head_count():
     with torch.device("meta"):
         model = vitkit.create_model("vit_base_r50_s16_224", num_classes=0)
     assert sum(p.numel() for p in model.parameters()) == 97_890_112
+
+
+def test_built_model_records_its_row_and_size():
+    """Without weights: the row's preprocessing as a typed record, input_size the model's own size."""
+    from vitkit.models.base import PretrainedCfg
+
+    model = vitkit.create_model("vit_micro_patch4_32", img_size=48)
+    cfg = model.pretrained_cfg
+    assert isinstance(cfg, PretrainedCfg) and cfg.architecture == "vit_micro_patch4_32" and cfg.source is None
+    assert cfg.input_size == (3, 48, 48) and cfg.interpolation == "bilinear"
+    assert model.model_name == "vit_micro_patch4_32" and model.init_kwargs["img_size"] == 48
+    again = vitkit.create_model(model.model_name, **model.init_kwargs)
+    assert again.init_kwargs == model.init_kwargs

@@ -76,7 +76,7 @@ def checkpoint_metadata(obj: Any) -> dict[str, str]:
     if not isinstance(obj, Mapping) or not isinstance(obj.get("model_name"), str):
         return {}
     meta = {"format": "vitkit", "model": obj["model_name"],
-            "model_kwargs": json.dumps(dict(obj.get("model_kwargs") or {}))}
+            "model_kwargs": json.dumps(dict(obj.get("model_kwargs") or {}), default=repr)}
     if obj.get("classes"):
         meta["labels"] = json.dumps([str(c) for c in obj["classes"]])
     if isinstance(obj.get("preprocess"), Mapping):
