@@ -39,21 +39,6 @@ def attention(
     return dropped @ v, probs
 
 
-def no_hooks(*modules: nn.Module) -> bool:
-    """True when no forward hook (on these modules, or global) expects to see their calls: fused
-    inference paths that skip a module's ``__call__`` may then run."""
-    from torch.nn.modules import module as _m
-
-    if _m._global_forward_hooks or _m._global_forward_pre_hooks:
-        return False
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
-def autocast_active() -> bool:
-    """True inside ``torch.autocast`` on any device: the in-place fused paths need one dtype."""
-    return any(torch.is_autocast_enabled(d) for d in ("cpu", "cuda"))
-
-
 def residual_linear_(x: torch.Tensor, a: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """``x += linear(a)`` in place on 2-D (rows, features) tensors: the matmul accumulates straight
     into the residual stream (no temporary, no separate sum). For inference (no autograd)."""
@@ -64,8 +49,9 @@ def residual_linear_(x: torch.Tensor, a: torch.Tensor, linear: nn.Linear) -> tor
 
 
 def project_qkv(qkv: nn.Linear, x: torch.Tensor, reuse: bool = False) -> torch.Tensor:
-    """``qkv(x)``; with ``reuse`` (fused inference paths: the result is consumed within the call
-    and ``qkv`` has no hook) into a buffer kept between calls (:func:`vitkit.layers.workspace.linear`)."""
+    """``qkv(x)``; with ``reuse`` (fused inference paths: the result is consumed within the call,
+    and they have checked that no hook watches ``qkv``) into a buffer kept between calls
+    (:func:`vitkit.layers.workspace.linear`)."""
     return workspace.linear("attn.qkv", qkv, x) if reuse else qkv(x)
 
 

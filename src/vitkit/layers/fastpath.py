@@ -63,6 +63,12 @@ def autocast_active() -> bool:
 def hooked(*modules: nn.Module | None) -> bool:
     """True when a forward (pre-)hook watches any of these modules or their submodules, or a
     global module hook watches every module."""
+    return _watched(modules, training=False)
+
+
+def _watched(modules: tuple, training: bool) -> bool:
+    """One walk over the modules' subtrees: a forward (pre-)hook on any (or a global one), or, with
+    ``training``, any of them in training mode."""
     if _module._global_forward_hooks or _module._global_forward_pre_hooks:
         return True
     stack = list(modules)
@@ -70,7 +76,7 @@ def hooked(*modules: nn.Module | None) -> bool:
         m = stack.pop()
         if m is None:
             continue
-        if m._forward_hooks or m._forward_pre_hooks:
+        if m._forward_hooks or m._forward_pre_hooks or (training and m.training):
             return True
         stack.extend(m._modules.values())
     return False
@@ -82,17 +88,17 @@ def may_take(*modules: nn.Module, inference: bool = False, traceable: bool = Fal
     Yes when the switch is on (:func:`fast_paths_enabled`), ``torch.compile`` is not tracing
     (unless the path is ``traceable``: plain tensor operations, no Python-side state), no forward
     or forward-pre hook watches ``modules`` or any of their submodules (nor a global one: hooks
-    expect the reference layout and calls), and, for an ``inference`` path, autograd is off, none
-    of ``modules`` is training and autocast is off. Without ``modules`` (caches, which skip no
-    module call) hooks do not matter.
+    expect the reference layout and calls), and, for an ``inference`` path, autograd and autocast
+    are off and neither ``modules`` nor their submodules are in training mode. Without ``modules``
+    (caches, which skip no module call) hooks do not matter.
     """
     if not fast_paths_enabled():
         return False
     if not traceable and torch.compiler.is_compiling():
         return False
-    if inference and (torch.is_grad_enabled() or autocast_active() or any(m.training for m in modules)):
+    if inference and (torch.is_grad_enabled() or autocast_active()):
         return False
-    return not (modules and hooked(*modules))
+    return not (modules and _watched(modules, inference))
 
 
 # ------------------------------------------------------------------------- chunked inference

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from . import workspace
-from .attention import no_hooks
+from .fastpath import may_take
 
 
 def make_gelu(kind: str) -> nn.Module:
@@ -31,11 +31,11 @@ class Mlp(nn.Module):
 
     def hidden(self, x: torch.Tensor, reuse: bool = False) -> torch.Tensor:
         """The activation before ``fc2``: fc1 → GELU → dropout. ``reuse`` (fused inference paths,
-        which read the result at once and put no hook on ``fc1``): fc1 writes into a buffer kept
-        between calls (:func:`vitkit.layers.workspace.linear`)."""
+        which read the result at once and have checked that no hook watches this MLP): fc1 writes
+        into a buffer kept between calls (:func:`vitkit.layers.workspace.linear`)."""
         h = workspace.linear("mlp.hidden", self.fc1, x) if reuse else self.fc1(x)
-        if not torch.is_grad_enabled() and isinstance(self.act, nn.GELU) and no_hooks(self.fc1, self.act):
-            # inference: GELU in place, one 4×-wide activation buffer instead of two
+        if isinstance(self.act, nn.GELU) and may_take(self, inference=True, traceable=True):
+            # fast inference: GELU in place, one 4×-wide activation buffer instead of two
             h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
         else:
             h = self.act(h)

@@ -10,9 +10,10 @@ same model without them: 5.5–8.7% faster per forward (three runs of 30 alterna
 ViT-B/16 at batch 8, whose activations stay under the threshold, 0.8–1%.
 
 The buffers hold at most ``MAX_BYTES`` each and stay allocated until :func:`release` (per thread)
-or until a larger batch grows them. ``enabled = False`` turns the reuse off (every activation then
-comes from the allocator, as in training). CUDA tensors never use it: the caching allocator
-already reuses memory there.
+or until a larger batch grows them. They are used only while the speed paths are on
+(``vitkit.fast_paths``, :mod:`vitkit.layers.fastpath`); with them off every activation comes from
+the allocator, as in training. CUDA tensors never use them: the caching allocator already reuses
+memory there.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import threading
 
 import torch
 
-enabled = True
+from .fastpath import fast_paths_enabled
+
 MAX_BYTES = 256 << 20  # larger activations are allocated afresh (a batch this big is rare on a CPU)
 
 _local = threading.local()
@@ -28,13 +30,13 @@ _local = threading.local()
 
 def buffer(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
     """A tensor of ``shape`` (dtype and device of ``like``) whose storage is reused between calls
-    with the same ``name`` in this thread; None when reuse does not apply (disabled, not a CPU
-    tensor, or larger than ``MAX_BYTES``). Its contents are garbage; the caller owns it until its
+    with the same ``name`` in this thread; None when reuse does not apply (speed paths off, not a
+    CPU tensor, or larger than ``MAX_BYTES``). Its contents are garbage; the caller owns it until its
     next request for ``name``."""
     numel = 1
     for s in shape:
         numel *= s
-    if not enabled or like.device.type != "cpu" or numel * like.element_size() > MAX_BYTES:
+    if not fast_paths_enabled() or like.device.type != "cpu" or numel * like.element_size() > MAX_BYTES:
         return None
     store = getattr(_local, "store", None)
     if store is None:

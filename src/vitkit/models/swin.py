@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import DropPath, Mlp, PatchEmbed
-from ..layers.attention import attention, autocast_active, no_hooks, project_qkv, residual_linear_
+from ..layers.attention import attention, project_qkv
+from ..layers.fastpath import may_take
 from ..layers.patch_embed import to_2tuple
 from ..layers.window import (
     MASK_VALUE,
@@ -29,30 +30,27 @@ from ..layers.window import (
     resample_relative_bias_table,
     shift_window_mask,
     window_geometry,
-    window_order,
     window_partition,
     window_reverse,
 )
 from ..layers.resample import embed_bias_table, resample_bias_table, resample_grid_embed
 from ..registry import register
+from . import swin_fast
 from .base import AttentionLayer, ModelBase
-from .vit import _resolve_indices, chunk_budget, inference_chunk
+from .vit import _resolve_indices
 
 IMAGENET_PREPROCESS = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                            interpolation="bicubic", crop_pct=0.9)
-
-
-ATTENTION_CHUNK_PAIRS = 256  # (window, head) pairs per inference attention chunk: 256 × 49² fp32 ≈ 2.4 MB of logits
 
 
 class WindowAttention(nn.Module):
     """Multi-head attention inside windows with a relative position bias B (Swin Eq. 4).
 
     The bias table has (2M−1)² rows for the configured window M; smaller effective windows (small
-    stages) index the same table. Bias and shift/pad mask are combined into one additive mask; in
-    inference it is computed once per size and dtype and reused until the table changes, and the
-    attention runs in the fused kernel (``F.scaled_dot_product_attention``). In training the bias
-    needs its gradient, so an explicit softmax takes it, broadcast over the batch without a copy.
+    stages) index the same table. Bias and shift/pad mask are combined into one additive mask
+    (kept between inference calls by :mod:`~vitkit.models.swin_fast`), and the attention runs in
+    the fused kernel (``F.scaled_dot_product_attention``). When the bias needs its gradient, an
+    explicit softmax takes it, broadcast over the batch without a copy.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True,
@@ -69,66 +67,31 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.capture = False  # analysis: keep the next forward's maps in ``attn_map``
         self.attn_map: torch.Tensor | None = None
-        self._index_cache: dict[tuple[int, int, torch.device], torch.Tensor] = {}
-        self._mask_cache: dict[tuple, tuple[torch.Tensor | None, torch.Tensor]] = {}
-        self._batched_mask: tuple[torch.Tensor, torch.Tensor] | None = None  # (per-window mask, its B-fold copy)
 
     def set_window_size(self, window_size: int) -> None:
         """Resample the bias table to a new window (bicubic on the offset grid)."""
         table = resample_relative_bias_table(self.relative_position_bias_table.data, window_size)
         self.relative_position_bias_table = nn.Parameter(table)
         self.window_size = window_size
-        self._index_cache.clear()
-        self._mask_cache.clear()
-        self._batched_mask = None
+        swin_fast.clear_caches(self)
 
     def relative_bias(self, wh: int, ww: int) -> torch.Tensor:
         """(heads, N, N) relative position bias for a wh×ww window."""
         table = self.relative_position_bias_table
-        key = (wh, ww, table.device)
-        if torch.compiler.is_compiling():  # traced once per size: no Python-side cache
-            idx = relative_position_index(wh, ww, self.window_size).to(table.device)
-        else:
-            if key not in self._index_cache:
-                self._index_cache[key] = relative_position_index(wh, ww, self.window_size).to(table.device)
-            idx = self._index_cache[key]
+        idx = swin_fast.relative_index(self, wh, ww, lambda: relative_position_index(wh, ww, self.window_size).to(table.device))
         N = wh * ww
         return table[idx.view(-1)].view(N, N, -1).permute(2, 0, 1)  # (heads, N, N)
 
     def additive_mask(self, wh: int, ww: int, mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
         """Bias plus shift/pad mask as one additive mask in ``dtype``: (1, heads, N, N), or
-        (nW, heads, N, N) with −inf where ``mask`` forbids a pair.
-
-        Cached (one entry: sizes change rarely) unless the table needs a gradient; the entry is
-        valid for the same sizes, dtype, device, mask object and table version.
-        """
-        table = self.relative_position_bias_table
-        cacheable = not (torch.is_grad_enabled() and table.requires_grad) and not torch.compiler.is_compiling() and not autocast_active()
-        if cacheable:
-            key = (wh, ww, dtype, table.device, table._version, torch.is_inference_mode_enabled())
-            hit = self._mask_cache.get(key)
-            if hit is not None and hit[0] is mask:  # the mask object itself: sizes made it, lru-cached
-                return hit[1]
+        (nW, heads, N, N) with −inf where ``mask`` forbids a pair."""
+        cached = swin_fast.cached_mask(self, wh, ww, mask, dtype)
+        if cached is not None:
+            return cached
         bias = self.relative_bias(wh, ww).to(dtype).unsqueeze(0)  # (1, heads, N, N)
         if mask is not None:
             bias = bias.masked_fill(~mask.unsqueeze(1), MASK_VALUE)  # (nW, heads, N, N)
-        if cacheable:
-            bias = bias.contiguous()
-            self._mask_cache.clear()
-            self._mask_cache[key] = (mask, bias)
-        return bias
-
-    def _batched(self, bias: torch.Tensor, BnW: int) -> torch.Tensor:
-        """(nW, heads, N, N) mask repeated over the batch → (B·nW, heads, N, N). The copy of a cached
-        mask is kept too when it is small (≤ 16 MiB), and sliced for fewer images."""
-        nW, h, N, _ = bias.shape
-        hit = self._batched_mask
-        if hit is not None and hit[0] is bias and hit[1].shape[0] >= BnW:
-            return hit[1][:BnW]  # the copy is periodic over images: its first B'·nW rows serve B' images
-        full = bias.expand(BnW // nW, nW, h, N, N).reshape(BnW, h, N, N)
-        if full.numel() * full.element_size() <= 16 << 20 and any(bias is e[1] for e in self._mask_cache.values()):
-            self._batched_mask = (bias, full)
-        return full
+        return swin_fast.keep_mask(self, wh, ww, mask, dtype, bias)
 
     def forward(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B * nW, N, C) windows; mask: boolean (nW, N, N) or None."""
@@ -153,45 +116,13 @@ class WindowAttention(nn.Module):
             if self.capture:
                 self.attn_map = probs.detach().reshape(BnW, h, N, N)
             out = out.reshape(BnW, h, N, hd)
-        elif dropout_p == 0.0 and not torch.is_grad_enabled() and not autocast_active():
-            return self._attention_in_chunks(q, k, v, bias).view(BnW, N, C)
+        elif swin_fast.chunked_attention_applies(self):
+            return swin_fast.attention_in_chunks(self, q, k, v, bias).view(BnW, N, C)
         else:
             if nW > 1:  # the fused kernel takes a 4-D mask (a 3-D or 5-D one sends it to a slow path)
-                bias = self._batched(bias, BnW)
+                bias = swin_fast.batched_mask(self, bias, BnW)
             out, _ = attention(q, k, v, bias, dropout_p=dropout_p)
         return out.transpose(1, 2).reshape(BnW, N, C)  # a view when the kernel wrote (B*nW, N, heads, hd)
-
-    def _attention_in_chunks(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                             bias: torch.Tensor) -> torch.Tensor:
-        """Inference: the windows' attention as batched matmuls, a few hundred (window, head) pairs
-        at a time, so the logits stay in cache: mask + scale·QKᵀ (one ``baddbmm``), softmax in place,
-        times V, written straight into (B·nW, N, heads, hd) order (the output projection's input).
-
-        Same sums as the fused kernel. It exists because the CPU fused kernel is built for long
-        sequences: on 49-token windows its per-(window, head) tiling costs more than the maths
-        (Swin-T, 2 CPU threads: 107 ms of attention per batch of 8 against ~70 ms this way)."""
-        BnW, h, N, hd = q.shape
-        nW = bias.shape[0]
-        target = max(1, ATTENTION_CHUNK_PAIRS // h)  # windows per chunk
-        if nW >= target:  # a divisor of nW, so that every chunk's masks are one slice of the table
-            ch = max(d for d in range(1, target + 1) if nW % d == 0)
-        else:  # whole images (nW windows each); the mask repeated for them, cached
-            ch = nW * (target // nW)
-        ch = min(ch, BnW)
-        masks = (bias if ch <= nW else self._batched(bias, ch)).contiguous()  # (≥ ch, heads, N, N), periodic in nW
-        out = q.new_empty(BnW, N, h, hd)
-        logits = q.new_empty(ch * h, N, N)
-        heads_out = q.new_empty(ch * h, N, hd)
-        scale = hd ** -0.5
-        for i in range(0, BnW, ch):
-            n = min(ch, BnW - i)
-            j = i % nW if ch <= nW else 0
-            a = torch.baddbmm(masks[j: j + n].view(n * h, N, N), q[i: i + n].reshape(n * h, N, hd),
-                              k[i: i + n].reshape(n * h, N, hd).transpose(1, 2), alpha=scale, out=logits[: n * h])
-            torch.softmax(a, dim=-1, out=a)
-            o = torch.bmm(a, v[i: i + n].reshape(n * h, N, hd), out=heads_out[: n * h])
-            out[i: i + n].copy_(o.view(n, h, N, hd).transpose(1, 2))
-        return out
 
 
 class SwinBlock(nn.Module):
@@ -226,40 +157,6 @@ class SwinBlock(nn.Module):
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward_windows(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
-                        chunk: int = 0, inplace: bool = False) -> torch.Tensor:
-        """The same block on (B, nW·N, C) tokens already in this block's window order (see
-        :class:`SwinStage`): no padding, shift or partition work here. ``chunk`` > 0 (inference
-        only) runs ``chunk`` images at a time into one output, so the block's intermediates (the
-        4C-wide MLP activation above all) stay small and cache-resident instead of being allocated
-        afresh at full batch size. ``inplace`` (the caller owns ``x``): in inference the output
-        projections accumulate into ``x`` itself (:func:`residual_linear_`)."""
-        B, L, C = x.shape
-        if inplace and self.fusable() and (chunk <= 0 or chunk >= B):
-            rows = x.view(B * L, C)
-            residual_linear_(rows, self.attn.heads(self.norm1(x).view(-1, wh * ww, C), wh, ww, mask, reuse=True)
-                             .view(B * L, C), self.attn.proj)
-            residual_linear_(rows, self.mlp.hidden(self.norm2(x), reuse=True).view(B * L, -1), self.mlp.fc2)
-            return x
-        if chunk <= 0 or chunk >= B:
-            return self._tokens(x, wh, ww, mask)
-        out = torch.empty_like(x)
-        for b in range(0, B, chunk):
-            self._tokens(x[b: b + chunk], wh, ww, mask, out=out[b: b + chunk])
-        return out
-
-    def fusable(self) -> bool:
-        """Inference without hooks or tracing: the fused residual path computes the same."""
-        return (not torch.is_grad_enabled() and not self.training and not torch.compiler.is_compiling() and not autocast_active()
-                and no_hooks(self.attn, self.attn.qkv, self.attn.proj, self.mlp, self.mlp.fc1, self.mlp.fc2))
-
-    def _tokens(self, x: torch.Tensor, wh: int, ww: int, mask: torch.Tensor | None,
-                out: torch.Tensor | None = None) -> torch.Tensor:
-        B, L, C = x.shape
-        y = self.attn(self.norm1(x).view(-1, wh * ww, C), wh, ww, mask)  # (B*nW, N, C)
-        x = x + self.drop_path(y.view(B, L, C))
-        return torch.add(x, self.drop_path(self.mlp(self.norm2(x))), out=out)
-
 
 class PatchMerging(nn.Module):
     """(B, H, W, C) → (B, ⌈H/2⌉, ⌈W/2⌉, 2C): 2×2 neighbours concatenated, LN, linear without bias."""
@@ -279,15 +176,10 @@ class PatchMerging(nn.Module):
 
 
 class SwinStage(nn.Module):
-    """Patch merging (stages 2–4), then blocks alternating regular and shifted windows.
-
-    Fast path: between blocks the residual stream stays in window order. LayerNorm, MLP and the
-    residual sums act token by token, so only the order changes from block to block: one gather
-    per block (regular ↔ shifted windows, the cyclic shift folded into the index) replaces pad,
-    roll, partition, reverse and roll around every attention. A map that is not a window multiple
-    is padded once per stage and cropped at its end; the masks keep padding unseen by real tokens.
-    ``fast_path = False``, or a hook on any block (hooks see (B, H, W, C) maps), runs every block
-    on the spatial map instead: the reference the tests compare against.
+    """Patch merging (stages 2–4), then blocks alternating regular and shifted windows, each on the
+    (B, H, W, C) map. Where :func:`~vitkit.layers.fastpath.may_take` allows, the blocks run on a
+    window-ordered token stream instead (:func:`vitkit.models.swin_fast.window_stream`, the same
+    result); a hook on any block or submodule of one sees the maps of this reference path.
     """
 
     def __init__(self, dim: int, out_dim: int, depth: int, num_heads: int, window_size: int,
@@ -299,26 +191,6 @@ class SwinStage(nn.Module):
             for i in range(depth)
         ])
         self.grad_checkpointing = False
-        self.fast_path = True
-        self.chunk_bytes: int | None = None  # inference chunks (vit.inference_chunk): None automatic, 0 off
-        self._perm_cache: dict[tuple, torch.Tensor] = {}
-
-    def _perm(self, H: int, W: int, src: tuple | None, dst: tuple | None, device: torch.device) -> torch.Tensor:
-        """Gather index from token order ``src`` to ``dst`` (window geometries; None = row-major)."""
-        key = (H, W, src, dst, device)
-        if not torch.compiler.is_compiling() and key in self._perm_cache:
-            return self._perm_cache[key]
-        inv_src = None if src is None else torch.argsort(window_order(H, W, *src, device=device))
-        if dst is None:
-            perm = inv_src
-        else:
-            perm = window_order(H, W, *dst, device=device)
-            perm = perm if inv_src is None else inv_src[perm]
-        if not torch.compiler.is_compiling():
-            if len(self._perm_cache) >= 32:
-                self._perm_cache.clear()
-            self._perm_cache[key] = perm
-        return perm
 
     def _run(self, fn: Any, *args: Any) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
@@ -330,34 +202,13 @@ class SwinStage(nn.Module):
         B, H, W, C = x.shape
         window = self.blocks[0].attn.window_size
         geo = {s: window_geometry(H, W, window, s) for s in (False, True)}
-        make = shift_window_mask.__wrapped__ if torch.compiler.is_compiling() else shift_window_mask  # no lru_cache in traces
+        make = shift_window_mask if may_take() else shift_window_mask.__wrapped__  # no lru_cache in traces
         masks = {s: make(H, W, *geo[s], device=x.device) for s in (False, True)}  # shared by the blocks
-        if not self.fast_path or any(b._forward_hooks or b._forward_pre_hooks for b in self.blocks):
-            for blk in self.blocks:
-                x = self._run(blk, x, masks)
-            return x
-        wh, ww = geo[False][:2]
-        Hp, Wp = -(-H // wh) * wh, -(-W // ww) * ww
-        if Hp != H or Wp != W:
-            x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-        x = x.reshape(B, Hp * Wp, C)  # (B, L, C), row-major
-        chunk = 0
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and not autocast_active():
-            chunk = inference_chunk(B, Hp * Wp, self.blocks[0].mlp.fc1.out_features, x.element_size(),
-                                    chunk_budget(self.chunk_bytes))
-        order = None
-        owned = Hp != H or Wp != W or not isinstance(self.downsample, nn.Identity)  # x is no caller's tensor
+        if swin_fast.stream_applies(self):
+            return swin_fast.window_stream(self, x, geo, masks)
         for blk in self.blocks:
-            g = geo[blk.shifted]
-            g = None if g[1] == Wp and g[2] == g[3] == 0 else g  # one window column, no shift: row-major
-            if g != order:
-                x = x.index_select(1, self._perm(H, W, order, g, x.device))  # (B, L, C) in g's order
-                order, owned = g, True
-            x = self._run(blk.forward_windows, x, wh, ww, masks[blk.shifted], chunk, owned)
-        if order is not None:
-            x = x.index_select(1, self._perm(H, W, order, None, x.device))
-        x = x.view(B, Hp, Wp, C)
-        return x[:, :H, :W] if Hp != H or Wp != W else x
+            x = self._run(blk, x, masks)
+        return x
 
 
 class SwinTransformer(ModelBase):

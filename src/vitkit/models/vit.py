@@ -13,48 +13,16 @@ import re
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
-from ..layers.attention import autocast_active, no_hooks, residual_linear_
 from ..layers.patch_embed import to_2tuple
 from ..layers.resample import resample_pos_embed, square_grid
 from ..registry import register
+from . import vit_fast
 from .base import AttentionLayer, ModelBase
 from .resnet_stem import ResNetStem
-
-INFERENCE_CHUNK_BYTES = 8 << 20  # inference: MLP activation per chunk of images, about (fits the cache)
-MIN_CHUNK_TOKENS = 768  # ... but enough rows per chunk to keep the matmuls efficient
-
-
-def chunk_budget(setting: int | None) -> int:
-    """A module's ``chunk_bytes`` setting → bytes (0: off). ``None`` means automatic: chunk with one
-    intra-op thread only. Each chunk multiplies the kernel calls, and with several threads every call
-    is a thread-pool barrier; on a shared CPU (the other core busy) those waits cost more than the
-    cache misses and page faults that chunking saves (measured in benchmarks/RESULTS.md)."""
-    if setting is not None:
-        return setting
-    return INFERENCE_CHUNK_BYTES if torch.get_num_threads() == 1 else 0
-
-
-def inference_chunk(batch: int, tokens: int, hidden: int, itemsize: int,
-                    budget: int = INFERENCE_CHUNK_BYTES, min_tokens: int = MIN_CHUNK_TOKENS) -> int:
-    """Images per chunk when an inference forward runs a batch in pieces (0: in one piece).
-
-    Chunks hold about ``budget`` bytes of the widest activation (``hidden`` features a token)
-    but at least ``min_tokens`` tokens, and are balanced: 8 images in chunks of at most 6 run
-    as 4 + 4, not 6 + 2. Outputs are the same; the big intermediates stay in cache and are not
-    allocated afresh (page faults) at full batch size.
-    """
-    per_image = max(1, tokens * hidden * itemsize)
-    chunk = max(-(-min_tokens // max(tokens, 1)), budget // per_image, 1)
-    if budget <= 0 or chunk >= batch:
-        return 0
-    pieces = -(-batch // chunk)
-    return -(-batch // pieces)
-
 
 VIT_PREPROCESS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", crop_pct=0.9)
 
@@ -85,32 +53,13 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``inplace`` (the caller owns ``x``): in inference the output projections accumulate into
-        ``x`` itself (:func:`residual_linear_`) — same sums, no temporaries."""
-        if inplace and self.fusable():
-            B, N, C = x.shape
-            rows = x.view(B * N, C)
-            residual_linear_(rows, self.attn.heads(self.norm1(x), reuse=True).view(B * N, C), self.attn.proj)
-            residual_linear_(rows, self.mlp.hidden(self.norm2(x), reuse=True).view(B * N, -1), self.mlp.fc2)
-            return x
+        """``inplace`` (the caller owns ``x``): where the fast paths allow, the output projections
+        accumulate into ``x`` itself (:func:`vitkit.models.vit_fast.block_inplace`), same sums."""
+        if inplace and vit_fast.fusable(self):
+            return vit_fast.block_inplace(self, x)
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x
-
-    def forward_queries(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """The first ``n`` tokens of :meth:`forward`'s output, (B, n, D): only they are projected,
-        attend (to every token) and go through the MLP. For a last block whose other outputs are
-        never read (the [class] token head), it skips ~5/6 of the block's FLOPs; same result."""
-        first = x[:, :n]
-        first = first + self.drop_path(self.ls1(self.attn.proj_drop(self.attn.proj(
-            self.attn.heads(self.norm1(x), queries=n)))))
-        return first + self.drop_path(self.ls2(self.mlp(self.norm2(first))))
-
-    def fusable(self) -> bool:
-        """Inference without LayerScale, hooks or tracing: the fused residual path computes the same."""
-        return (not torch.is_grad_enabled() and not self.training and isinstance(self.ls1, nn.Identity)
-                and not torch.compiler.is_compiling() and not autocast_active()
-                and no_hooks(self.attn, self.attn.qkv, self.attn.proj, self.mlp, self.mlp.fc1, self.mlp.fc2))
 
 
 class VisionTransformer(ModelBase):
@@ -160,7 +109,6 @@ class VisionTransformer(ModelBase):
         self.embed_dim = self.num_features = embed_dim
         self.num_prefix_tokens = 1 if global_pool == "token" else 0
         self.grad_checkpointing = False
-        self.chunk_bytes: int | None = None  # chunked inference budget: None automatic (chunk_budget), 0 off
 
         if stem_depths:
             self.stem = ResNetStem(in_chans=in_chans, depths=tuple(stem_depths), numerics=stem_numerics)
@@ -361,22 +309,13 @@ class VisionTransformer(ModelBase):
         return blk(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) → normalised tokens (B, prefix + N, D). Inference (no autograd) runs the
-        blocks on balanced chunks of images (:func:`inference_chunk`); the result is the same."""
+        """(B, C, H, W) → normalised tokens (B, prefix + N, D). Fast inference runs the blocks on
+        balanced chunks of images (:func:`vitkit.models.vit_fast.inference_chunk`), the same result."""
         x, _ = self._embed(x)
-        B = x.shape[0]
-        chunk = self._inference_chunk(x)
+        chunk = vit_fast.inference_chunk(self, x)
         if chunk:
-            return torch.cat([self._trunk(x[i: i + chunk]) for i in range(0, B, chunk)])  # (B, prefix + N, D)
+            return torch.cat([self._trunk(x[i: i + chunk]) for i in range(0, x.shape[0], chunk)])
         return self._trunk(x)
-
-    def _inference_chunk(self, x: torch.Tensor) -> int:
-        """Images per chunk for these (B, N, D) tokens (:func:`inference_chunk`); 0 (one piece) with
-        autograd, tracing or autocast."""
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or autocast_active() or not len(self.blocks):
-            return 0
-        B, N, _ = x.shape
-        return inference_chunk(B, N, self.blocks[0].mlp.fc1.out_features, x.element_size(), chunk_budget(self.chunk_bytes))
 
     def _trunk(self, x: torch.Tensor, blocks: Sequence[nn.Module] | None = None, norm: bool = True) -> torch.Tensor:
         """Blocks (all by default) and the final norm on tokens this model made (so blocks may
@@ -398,36 +337,9 @@ class VisionTransformer(ModelBase):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._class_token_tail():
-            return self.forward_head(self._features_for_head(x))
+        if vit_fast.tail_applies(self):  # the last block on the [class] token only: same logits
+            return self.forward_head(vit_fast.features_for_head(self, x))
         return self.forward_head(self.forward_features(x))
-
-    def _class_token_tail(self) -> bool:
-        """The head reads the [class] token only, so the last block needs no other output — unless
-        something watches that block (hooks, attention capture) and expects all of them."""
-        if self.global_pool != "token" or not self.blocks:
-            return False
-        last = self.blocks[-1]
-        return not last.attn.capture and no_hooks(*last.modules(), self.norm)
-
-    def _features_for_head(self, x: torch.Tensor) -> torch.Tensor:
-        """What :meth:`forward_features` gives, for the prefix tokens only: (B, 1, D). All blocks
-        but the last run on every token (as in :meth:`forward_features`), the last on the
-        [class] token's row (:meth:`Block.forward_queries`); forward passes and gradients are the
-        same as the full path's, ~7% fewer FLOPs for 12 blocks."""
-        x, _ = self._embed(x)
-        B = x.shape[0]
-        last = self.blocks[-1]
-        chunk = self._inference_chunk(x)
-        pieces = []
-        for i in range(0, B, chunk or B):
-            t = self._trunk(x[i: i + chunk] if chunk else x, self.blocks[:-1], norm=False)
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                t = checkpoint(last.forward_queries, t, self.num_prefix_tokens, use_reentrant=False)
-            else:
-                t = last.forward_queries(t, self.num_prefix_tokens)
-            pieces.append(self.norm(t))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
     def forward_intermediates(
         self,
