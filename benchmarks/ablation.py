@@ -6,14 +6,16 @@ Variants are named on the command line:
 - ``rev:<git rev>``: vitkit as it was at that commit, imported under another package name
   (``git archive`` of ``src/vitkit`` into a temporary folder), e.g. ``rev:54b13ae`` for the core
   models before any speed work;
-- ``head``: the working tree's vitkit; ``head:attr=value,...`` sets attributes on every module that
-  has them first, e.g. ``head:fast_path=0`` (Swin blocks on the spatial map: pad, roll, partition,
-  reverse, roll) or ``head:chunk_bytes=0`` (no chunked inference).
+- ``head``: the working tree's vitkit; ``head:key=value,...`` runs it under other speed settings
+  (:mod:`vitkit.layers.fastpath`), applied around each of its calls: ``head:fast_paths=0`` (the
+  reference path everywhere: Swin blocks on the spatial map, no chunks, caches, buffers or in-place
+  sums, no class-token tail), ``head:CHUNK_BYTES=0`` (``fastpath.CHUNK_BYTES``: no chunked
+  inference; ``n`` bytes per chunk, ``None`` automatic).
 
 All variants share one set of weights (vitkit's state dict, seeded) and one input tensor.
 
     python benchmarks/ablation.py --model swin_tiny_patch4_window7_224 --threads 2 --rounds 15 \\
-        timm rev:54b13ae head:fast_path=0,chunk_bytes=0 head:chunk_bytes=0 head
+        timm rev:54b13ae head:fast_paths=0 head:CHUNK_BYTES=0 head
 """
 from __future__ import annotations
 
@@ -43,14 +45,31 @@ def import_revision(rev: str, workdir: Path) -> object:
     return importlib.import_module(name)
 
 
-def set_attrs(model: torch.nn.Module, spec: str) -> None:
-    for item in filter(None, spec.split(",")):
-        key, value = item.split("=")
-        hits = [m for m in model.modules() if hasattr(m, key)]
-        if not hits:
-            raise SystemExit(f"no module of the model has an attribute {key!r}")
-        for m in hits:
-            setattr(m, key, None if value == "None" else int(value))
+class Settings(torch.nn.Module):
+    """A model run under its variant's speed settings. The switch is per thread and the chunk
+    budget per process, so they are set around each call (variants alternate in one process)."""
+
+    def __init__(self, model: torch.nn.Module, spec: str) -> None:
+        super().__init__()
+        self.model, self.fast, self.chunk = model, True, None
+        for item in filter(None, spec.split(",")):
+            key, _, value = item.partition("=")
+            if key == "fast_paths":
+                self.fast = bool(int(value))
+            elif key == "CHUNK_BYTES":
+                self.chunk = None if value == "None" else int(value)
+            else:
+                raise SystemExit(f"unknown head setting {key!r}: fast_paths=0|1, CHUNK_BYTES=<bytes>|None")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from vitkit.layers import fastpath
+
+        saved, fastpath.CHUNK_BYTES = fastpath.CHUNK_BYTES, self.chunk
+        try:
+            with fastpath.fast_paths(self.fast):
+                return self.model(x)
+        finally:
+            fastpath.CHUNK_BYTES = saved
 
 
 def build(variant: str, name: str, state: dict, workdir: Path) -> torch.nn.Module:
@@ -67,9 +86,10 @@ def build(variant: str, name: str, state: dict, workdir: Path) -> torch.nn.Modul
         model = pkg.create_model(name)
     elif variant.split(":")[0] == "head":
         model = vitkit.create_model(name)
-        set_attrs(model, variant.partition(":")[2])
+        model.load_state_dict(state)
+        return Settings(model, variant.partition(":")[2]).eval()
     else:
-        raise SystemExit(f"unknown variant {variant!r}: timm, rev:<git rev>, head[:attr=value,...]")
+        raise SystemExit(f"unknown variant {variant!r}: timm, rev:<git rev>, head[:key=value,...]")
     model.load_state_dict(state)
     return model.eval()
 

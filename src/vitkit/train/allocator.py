@@ -9,7 +9,7 @@ training at batch 16 ran 4.3–4.5 s/step with freed memory kept against 4.7–5
 :func:`keep_freed_memory` raises glibc's mmap and trim thresholds (``mallopt``), the effect of
 ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the environment or of jemalloc/tcmalloc
 preloaded. It is process-wide and only grows the resident set to the step's peak (which the step
-reaches anyway). :class:`vitkit.train.Trainer` calls it on CPU unless ``keep_freed_memory=false``.
+reaches anyway). :class:`vitkit.train.Trainer` calls it on CPU while ``vitkit.fast_paths`` is on.
 """
 from __future__ import annotations
 
