@@ -60,12 +60,6 @@ def autocast_active() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
-def hooked(*modules: nn.Module | None) -> bool:
-    """True when a forward (pre-)hook watches any of these modules or their submodules, or a
-    global module hook watches every module."""
-    return _watched(modules, training=False)
-
-
 def _watched(modules: tuple, training: bool) -> bool:
     """One walk over the modules' subtrees: a forward (pre-)hook on any (or a global one), or, with
     ``training``, any of them in training mode."""

@@ -5,7 +5,9 @@ patch merging (2×2 neighbours concatenated → LN → linear 4C→2C). Blocks a
 and shifted (SW-MSA) windows of M×M tokens with a learned relative position bias (§3.2).
 
 Feature maps stay (B, H, W, C) throughout. Any input size works: maps are padded to window
-multiples *before* the cyclic shift and masked (see :mod:`vitkit.layers.window`).
+multiples *before* the cyclic shift and masked (see :mod:`vitkit.layers.window`). This file is the
+reference computation; :mod:`vitkit.models.swin_fast` holds the faster ways to the same numbers
+(window-ordered stream, chunked attention, caches), taken where ``vitkit.fast_paths`` allows.
 
 Layout: attention → block → patch merging → stage → model → variant table.
 """

@@ -4,6 +4,9 @@ An image is cut into P×P patches, each linearly projected to D (a stride-P conv
 [class] token is prepended, learned 1-D position embeddings are added, and L pre-norm Transformer
 blocks follow; the head reads the [class] token (or the mean of the tokens, the paper's GAP
 ablation). The hybrid variant feeds the feature map of a ResNet (BiT) stem as 1×1 patches (§3.1).
+This file is the reference computation; :mod:`vitkit.models.vit_fast` holds the faster ways to the
+same numbers (in-place residuals, chunked inference, class-token tail), taken where
+``vitkit.fast_paths`` allows.
 
 Layout: helpers → Block → VisionTransformer → variant table.
 """
