@@ -136,12 +136,12 @@ def test_nan_loss_stops_keeps_the_last_good_checkpoint_and_resume_finishes(seg_f
     argv = ["segment", "train", "--data", str(seg_folder), "--out", str(run), *SEG_TINY]
     argv[argv.index("--iters") + 1] = "4"
     assert main(argv) == 1
-    assert "loss is nan at iteration 2" in capsys.readouterr().err
-    assert torch.load(run / "checkpoint-last.pt", weights_only=True)["iter"] == 2
+    assert "the loss is nan at step 3" in capsys.readouterr().err  # the Trainer's message: the step it stopped in
+    assert torch.load(run / "checkpoint-last.pt", weights_only=True)["global_step"] == 2
     monkeypatch.setattr(ts, "seg_loss", real)
     assert main(argv + ["--resume"]) == 0  # continues from iteration 2 to the end
     assert [r["iter"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())] == [2, 4]
-    assert torch.load(run / "checkpoint-last.pt", weights_only=True)["iter"] == 4
+    assert torch.load(run / "checkpoint-last.pt", weights_only=True)["global_step"] == 4
 
 
 def _interrupt_after(monkeypatch, module, name: str, calls: int):

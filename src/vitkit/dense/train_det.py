@@ -1,25 +1,25 @@
-"""Object detection / instance segmentation: the training loop (epoch based, the 1×/3× schedules),
-COCO box/mask AP evaluation, and prediction overlays. Runs under ``torchrun`` like classification
-(DDP; predictions from every process are gathered before COCOeval)."""
+"""Object detection / instance segmentation: a :class:`~vitkit.train.Trainer` task (epoch based,
+the 1×/3× schedules), COCO box/mask AP evaluation, and prediction overlays. Runs under ``torchrun``
+like classification (DDP or FSDP; predictions from every process are gathered before COCOeval). The
+run folder, resume, interrupt handling, NaN stop and checkpoint format are the Trainer's."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..train.config import TrainConfig
 from .coco_eval import CocoEvaluator
 from .det_data import collate_detection, detection_transform, open_detection
 from .detection import build_detector
 from .recipes import DetRecipe
-from .runtime import (DistInfo, Parallel, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
-                      per_rank_batch, restore_rng, rng_states, setup, teardown, train_sampler, unwrap, warmup_steps)
+from .runtime import DistInfo, ShardSampler, autocast, load_checkpoint as _load, recipe_from_dict, teardown, unwrap, warmup_steps
 
 log = logging.getLogger("vitkit.dense")
 
@@ -34,20 +34,17 @@ def build_model(r: DetRecipe, num_classes: int, with_weights: bool = True) -> nn
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: DistInfo | None = None,
-             masks: bool = True, class_names: Sequence[str] | None = None, workers: int = 0,
-             amp: bool = False) -> dict[str, dict[str, float]]:
-    """COCO AP of ``model`` on ``dataset`` (targets at the original image size): ``{"bbox": {...},
-    "segm": {...}}`` (segm when ``masks``)."""
-    d = d or DistInfo(device=device)
+def score(model: nn.Module, loader: Any, num_classes: int, *, device: torch.device, masks: bool = True,
+          class_names: Sequence[str] | None = None,
+          autocast_fn: Callable[[], Any] = contextlib.nullcontext) -> dict[str, dict[str, float]]:
+    """COCO AP over the ``(images, targets)`` batches of ``loader`` (this process's shard; the
+    predictions of every process are gathered before COCOeval)."""
     model = unwrap(model)
     was_training = model.training
     model.eval()
     ev = CocoEvaluator(num_classes, ("bbox", "segm") if masks else ("bbox",), class_names)
-    loader = DataLoader(dataset, batch_size=1, sampler=ShardSampler(len(dataset), d.rank, d.world_size),
-                        num_workers=workers, collate_fn=collate_detection)
     for images, targets in loader:
-        with autocast(device, amp):
+        with autocast_fn():
             preds = model([im.to(device) for im in images])
         for im, t, p in zip(images, targets, preds):
             ev.add(t["image_id"], t, {k: v.float().cpu() for k, v in p.items()}, im.shape[-2:])
@@ -55,121 +52,146 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: to
     return ev.compute()
 
 
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: DistInfo | None = None,
+             masks: bool = True, class_names: Sequence[str] | None = None, workers: int = 0,
+             amp: bool = False) -> dict[str, dict[str, float]]:
+    """COCO AP of ``model`` on ``dataset`` (targets at the original image size): ``{"bbox": {...},
+    "segm": {...}}`` (segm when ``masks``)."""
+    d = d or DistInfo(device=device)
+    loader = DataLoader(dataset, batch_size=1, sampler=ShardSampler(len(dataset), d.rank, d.world_size),
+                        num_workers=workers, collate_fn=collate_detection)
+    return score(model, loader, num_classes, device=device, masks=masks, class_names=class_names,
+                 autocast_fn=lambda: autocast(device, amp))
+
+
 def _flat(prefix: str, res: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{prefix}_{t}_{k}": v for t, stats in res.items() for k, v in stats.items() if k in ("AP", "AP50", "AP75")}
 
 
+def train_config(r: DetRecipe) -> TrainConfig:
+    """The Trainer settings of recipe ``r``: ``epochs`` epochs of the global batch, AdamW (β 0.9/0.999)
+    at ``lr`` with ``weight_decay``, evaluation every ``eval_interval`` epochs, bf16 autocast on CUDA
+    when ``amp``. The warm-up + step schedule comes from the task."""
+    return TrainConfig(model=r.model, data=r.data, epochs=r.epochs, batch_size=r.batch_size, accum_steps=1,
+                       optimizer="adamw", lr=r.lr, betas=(0.9, 0.999), weight_decay=r.weight_decay,
+                       clip_grad=r.clip_grad, seed=r.seed, device="auto", precision="auto" if r.amp else "fp32",
+                       parallel=r.parallel, num_workers=r.workers, progress=False, threads=r.threads,
+                       eval_every=r.eval_interval)
+
+
+class DetectionTask:
+    """Mask (or Faster) R-CNN + FPN training as a :class:`~vitkit.train.Trainer` task: the sum of
+    the R-CNN losses, COCO AP at evaluation epochs (also on the training split with
+    ``eval_on_train``), linear warm-up then ×``lr_gamma`` at the ``lr_steps`` epochs."""
+
+    name = "detection"
+    main_metric = "val_bbox_AP"
+    curve_keys = ("val_bbox_AP", "val_bbox_AP50", "val_segm_AP", "train_bbox_AP")
+    collate = staticmethod(collate_detection)
+
+    def __init__(self, r: DetRecipe) -> None:
+        if r.kind not in ("mask_rcnn", "faster_rcnn"):
+            raise ValueError(f"kind={r.kind!r} is not supported; choose mask_rcnn or faster_rcnn")
+        self.r = r
+        self.data_name = r.data
+        self.masks = r.kind == "mask_rcnn"
+        self.last_row: dict[str, Any] = {}
+        self.parts: dict[str, list[float]] = {}  # the loss terms since the last evaluation (this process)
+
+    def build(self, dist: DistInfo, *, model: nn.Module | None = None, train_set: Dataset | None = None,
+              val_set: Dataset | None = None) -> tuple[Dataset, Dataset, nn.Module]:
+        r = self.r
+        if not r.data and (train_set is None or val_set is None):
+            raise ValueError("no data: pass data=PATH (a COCO folder with annotations/, or a YOLO images/labels folder)")
+        if train_set is None:
+            train_set = open_detection(r.data, "train", fmt=r.data_format, masks=None if self.masks else False,
+                                       transforms=detection_transform(True, r.hflip, r.crop_policy, r.crop_resize,
+                                                                      r.crop_size, r.max_size))
+        if self.masks and not train_set.masks:
+            raise ValueError(f"kind=mask_rcnn needs instance masks (polygons or RLE) but {r.data} has boxes only; "
+                             "use kind=faster_rcnn")
+        if val_set is None:
+            val_set = open_detection(r.data, "val", fmt=r.data_format, masks=self.masks,
+                                     transforms=detection_transform(False))
+        self.num_classes, self.class_names = train_set.num_classes, list(train_set.class_names)
+        if model is None:
+            model = build_model(r, train_set.num_classes)
+        if r.grad_checkpointing:
+            model.backbone.body.set_grad_checkpointing(True)
+        return train_set, val_set, model
+
+    def val_loader(self, val_set: Dataset, shard: Sequence[int]) -> DataLoader:
+        return DataLoader(val_set, batch_size=1, sampler=list(shard), num_workers=0, collate_fn=collate_detection)
+
+    def lr_lambda(self, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+        r = self.r
+        return warmup_steps([e * steps_per_epoch for e in r.lr_steps], r.lr_gamma, r.warmup_iters, r.warmup_ratio)
+
+    def describe(self, trainer: Any) -> str:
+        n_params = sum(p.numel() for p in unwrap(trainer.model).parameters())
+        return (f"detection: {self.r.model} + FPN + {self.r.kind}, {n_params / 1e6:.2f} M parameters, "
+                f"{self.num_classes} classes, {len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
+                f"{trainer.dist.world_size} processes on {trainer.device}")
+
+    # ---- the Task protocol
+    def to_device(self, batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+        images, targets = batch
+        return ([im.to(device, non_blocking=True) for im in images],
+                [{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()} for t in targets])
+
+    def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        images, targets = batch
+        loss_dict = model(images, targets)
+        for k, v in loss_dict.items():
+            self.parts.setdefault(k, []).append(float(v.detach()))
+        return sum(v.float() for v in loss_dict.values()), len(images)
+
+    def evaluate(self, model: nn.Module, loader: Any, device: torch.device,
+                 autocast: Callable[[], Any] = contextlib.nullcontext, channels_last: bool = False) -> dict[str, Any]:
+        r = self.r
+        res = score(model, loader, self.num_classes, device=device, masks=self.masks, class_names=self.class_names,
+                    autocast_fn=autocast)
+        row: dict[str, Any] = {f"train_{k}": sum(v) / len(v) for k, v in self.parts.items() if v}
+        self.parts = {}
+        row.update(_flat("val", res))
+        if r.eval_on_train:
+            train = open_detection(r.data, "train", fmt=r.data_format, masks=self.masks,
+                                   transforms=detection_transform(False))
+            rank, world = ((torch.distributed.get_rank(), torch.distributed.get_world_size())
+                           if torch.distributed.is_initialized() else (0, 1))
+            row.update(_flat("train", score(model, self.val_loader(train, range(rank, len(train), world)),
+                                            self.num_classes, device=device, masks=self.masks,
+                                            class_names=self.class_names, autocast_fn=autocast)))
+        self.last_row = row
+        if not (torch.distributed.is_initialized() and torch.distributed.get_rank()):
+            log.info("eval: %s", "  ".join(f"{k} {v:.4f}" for k, v in row.items() if "_AP" in k))
+        return row
+
+    # ---- what the run folder keeps
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return dict(task=self.name, config=dataclasses.asdict(self.r), num_classes=self.num_classes,
+                    class_names=list(self.class_names), masks=self.masks)
+
+    def config_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.r)
+
+
 def train(r: DetRecipe, resume: bool = False) -> dict[str, Any]:
-    """Train per ``r``; returns the last evaluation's AP. Writes the run folder ``r.out``."""
-    d = setup(r.seed, r.threads)
-    try:
-        return _train(r, resume, d)
-    finally:
-        teardown()
+    """Train per ``r`` with :class:`~vitkit.train.Trainer` and :class:`DetectionTask`; returns the last
+    evaluation's row (AP, loss terms). Writes the run folder ``r.out``; ``resume`` continues from its
+    checkpoint-last.pt (a fresh run when there is none)."""
+    from ..train.loop import Trainer
+    from ..train.progress import StepLog
 
-
-def _train(r: DetRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     if not r.data:
         raise ValueError("no data: pass data=PATH (a COCO folder with annotations/, or a YOLO images/labels folder)")
-    if r.kind not in ("mask_rcnn", "faster_rcnn"):
-        raise ValueError(f"kind={r.kind!r} is not supported; choose mask_rcnn or faster_rcnn")
-    want_masks = None if r.kind == "mask_rcnn" else False
-    train_ds = open_detection(r.data, "train", fmt=r.data_format, masks=want_masks,
-                              transforms=detection_transform(True, r.hflip, r.crop_policy, r.crop_resize,
-                                                                 r.crop_size, r.max_size))
-    if r.kind == "mask_rcnn" and not train_ds.masks:
-        raise ValueError(f"kind=mask_rcnn needs instance masks (polygons or RLE) but {r.data} has boxes only; "
-                         "use kind=faster_rcnn")
-    masks = r.kind == "mask_rcnn"
-    val_ds = open_detection(r.data, "val", fmt=r.data_format, masks=masks, transforms=detection_transform(False))
-    model = build_model(r, train_ds.num_classes).to(d.device)
-    if r.grad_checkpointing:
-        model.backbone.body.set_grad_checkpointing(True)
-    par = Parallel(r.parallel, d)
-    model = par.shard(model)
-    sampler = train_sampler(len(train_ds), d, r.seed, drop_last=False)
-    # its own generator: starting an epoch draws nothing from the global RNG (proposal sampling's stream)
-    loader = DataLoader(train_ds, batch_size=per_rank_batch(r.batch_size, d.world_size), sampler=sampler,
-                        num_workers=r.workers, collate_fn=collate_detection, persistent_workers=r.workers > 0,
-                        generator=torch.Generator())
-    ipe = len(loader)
-    opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_steps([e * ipe for e in r.lr_steps], r.lr_gamma, r.warmup_iters, r.warmup_ratio))
-    run = RunFolder(r.out, d.is_main)
-    start_epoch, best, it, rng = 0, -1.0, 0, None
-    last = run.dir / "checkpoint-last.pt"
-    if resume and last.exists():
-        state = _load(last)
-        par.load(model, opt, state, last)
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, best, it, rng = state["epoch"], state["best"], state["iter"], state.get("rng")
-        log.info("resumed from %s after epoch %d", last, start_epoch)
-    model = par.wrap(model)
-    run.write_config(r)
-    if d.is_main:
-        n_params = sum(p.numel() for p in unwrap(model).parameters())
-        log.info("detection: %s + FPN + %s, %.2f M parameters, %d classes, %d train / %d val images, "
-                 "%d processes on %s", r.model, r.kind, n_params / 1e6, train_ds.num_classes, len(train_ds),
-                 len(val_ds), d.world_size, d.device)
-    model.train()
-    curve: list[tuple[int, float]] = []
-    result: dict[str, Any] = {}
-    t0 = time.time()
-    if rng is not None:
-        restore_rng(rng, d.rank, d.world_size)
-    for epoch in range(start_epoch, r.epochs):
-        sampler.set_epoch(epoch)
-        parts: dict[str, list[float]] = {}
-        for images, targets in loader:
-            images = [im.to(d.device, non_blocking=True) for im in images]
-            targets = [{k: (v.to(d.device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()} for t in targets]
-            with autocast(d.device, r.amp):
-                loss_dict = model(images, targets)
-            loss = sum(v.float() for v in loss_dict.values())
-            check_finite(loss, it)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if r.clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
-            opt.step()
-            sched.step()
-            it += 1
-            parts.setdefault("loss", []).append(loss.item())
-            for k, v in loss_dict.items():
-                parts.setdefault(k, []).append(v.item())
-            if d.is_main and it % r.log_interval == 0:
-                curve.append((it, float(np.mean(parts["loss"][-r.log_interval:]))))
-                log.info("epoch %d iter %d  loss %.4f  lr %.2e  %.1f s", epoch + 1, it, curve[-1][1],
-                         opt.param_groups[0]["lr"], time.time() - t0)
-        done = epoch + 1
-        if done % r.eval_interval == 0 or done == r.epochs:
-            res = evaluate(par.whole(model), val_ds, train_ds.num_classes, device=d.device, d=d, masks=masks,
-                           class_names=train_ds.class_names, amp=r.amp)
-            row: dict[str, Any] = dict(epoch=done, iter=it, train_loss=float(np.mean(parts["loss"])),
-                                       **{f"train_{k}": float(np.mean(v)) for k, v in parts.items() if k != "loss"},
-                                       **_flat("val", res), lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
-            if r.eval_on_train:
-                tr = open_detection(r.data, "train", fmt=r.data_format, masks=masks,
-                                    transforms=detection_transform(False))
-                row.update(_flat("train", evaluate(par.whole(model), tr, train_ds.num_classes, device=d.device, d=d,
-                                                   masks=masks, class_names=train_ds.class_names, amp=r.amp)))
-            run.log_metrics(row)
-            if d.is_main:
-                log.info("eval @ epoch %d: %s", done, "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                                                                 if "_AP" in k))
-            ap = res["bbox"]["AP"]
-            state = dict(task="detection", model=par.model_state(model), optimizer=par.optimizer_state(model, opt),
-                         parallel=par.name, scheduler=sched.state_dict(), epoch=done, iter=it, best=max(best, ap),
-                         recipe=dataclasses.asdict(r), num_classes=train_ds.num_classes,
-                         class_names=list(train_ds.class_names), masks=masks, rng=rng_states())
-            run.save("checkpoint-last.pt", state)
-            if ap > best:
-                best = ap
-                run.save("checkpoint-best.pt", state)
-            run.plot(("val_bbox_AP", "val_bbox_AP50", "train_bbox_AP"), curve)
-            result = row
-    return result
+    task = DetectionTask(r)
+    try:
+        result = Trainer(train_config(r), r.out, resume=resume and (Path(r.out) / "checkpoint-last.pt").is_file(),
+                         task=task, callbacks=[StepLog(r.log_interval)]).fit()
+    finally:
+        teardown()
+    return {**result.metrics[-1], **task.last_row} if result.metrics else task.last_row
 
 
 # ------------------------------------------------------------------------------ from a checkpoint
@@ -178,8 +200,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     state = _load(path)
     if state.get("task") != "detection":
         raise ValueError(f"{path} is not a detection checkpoint (task={state.get('task')!r})")
-    fields = {f.name for f in dataclasses.fields(DetRecipe)}
-    r = DetRecipe(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["recipe"].items() if k in fields})
+    r = recipe_from_dict(DetRecipe, state)
     model = build_model(r, state["num_classes"], with_weights=False)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), r, state

@@ -1,14 +1,16 @@
-"""Semantic segmentation: the training loop (iteration based, as UperNet's recipe), evaluation
-(mIoU / pixel accuracy, whole or sliding window), and prediction overlays. The same command runs
-under ``torchrun`` (DDP; each process takes ``batch_size / world`` crops; the confusion matrix is
-summed over processes)."""
+"""Semantic segmentation: a :class:`~vitkit.train.Trainer` task (iteration based, as UperNet's
+recipe: ``iters`` optimiser steps, an evaluation with checkpoints every ``eval_interval``),
+evaluation (mIoU / pixel accuracy, whole or sliding window), and prediction overlays. The same
+command runs under ``torchrun`` (DDP or FSDP; each process takes ``batch_size / world`` crops; the
+confusion matrix is summed over processes). The run folder, resume, interrupt handling, NaN stop
+and checkpoint format are the Trainer's, as for classification."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..train.config import TrainConfig
 from .inference import predict_logits
 from .recipes import SegRecipe
-from .runtime import (DistInfo, Parallel, RunFolder, ShardSampler, autocast, check_finite, load_checkpoint as _load, param_groups,
-                      per_rank_batch, restore_rng, rng_states, setup, teardown, train_sampler, unwrap, warmup_poly)
+from .runtime import DistInfo, ShardSampler, autocast, load_checkpoint as _load, recipe_from_dict, teardown, unwrap, warmup_poly
 from .seg_data import IGNORE, EvalTransform, SegSpec, collate_pad, open_segmentation, train_transform
 from .seg_metrics import SegMetric
 from .upernet import Segmenter, build_segmenter
@@ -44,21 +46,17 @@ def seg_loss(out: torch.Tensor, aux: torch.Tensor | None, y: torch.Tensor, aux_w
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: DistInfo | None = None,
-             mode: str = "whole", crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
-             scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1, workers: int = 0,
-             amp: bool = False) -> dict[str, Any]:
-    """mIoU, aAcc, mAcc and per-class IoU over ``dataset`` (labels at full resolution; use
-    ``batch_size`` 1 unless all images share a size). Under DDP each process scores a shard."""
-    d = d or DistInfo(device=device)
+def score(model: nn.Module, loader: Any, num_classes: int, *, device: torch.device, mode: str = "whole",
+          crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341), scales: Sequence[float] = (1.0,),
+          flip: bool = False, autocast_fn: Callable[[], Any] = contextlib.nullcontext) -> dict[str, Any]:
+    """mIoU, aAcc, mAcc and per-class IoU over the ``(image, label)`` batches of ``loader`` (this
+    process's shard; the confusion matrix is summed over processes)."""
     model = unwrap(model)
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), d.rank, d.world_size),
-                        num_workers=workers, collate_fn=collate_pad)
     metric = SegMetric(num_classes, IGNORE)
     for x, y in loader:
-        with autocast(device, amp):
+        with autocast_fn():
             logits = predict_logits(model, x.to(device), num_classes=num_classes, mode=mode, crop=crop,
                                     stride=stride, scales=scales, flip=flip, out_size=y.shape[-2:])
         metric.update(logits.argmax(1).cpu(), y)
@@ -66,124 +64,133 @@ def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: to
     return metric.compute()
 
 
-def _checkpoint(model: nn.Module, opt: Any, sched: Any, it: int, best: float, r: SegRecipe,
-                spec: SegSpec, par: Parallel) -> dict[str, Any]:
-    """The run's state (a collective under DDP/FSDP: every process calls it; rank 0 writes it)."""
-    return dict(task="segmentation", model=par.model_state(model), optimizer=par.optimizer_state(model, opt),
-                parallel=par.name,
-                scheduler=sched.state_dict(), iter=it, best=best, recipe=dataclasses.asdict(r),
-                num_classes=spec.num_classes, class_names=list(spec.class_names),
-                palette=[list(c) for c in spec.palette], void_values=list(spec.void_values),
-                reduce_zero_label=spec.reduce_zero_label, rng=rng_states())
+def evaluate(model: nn.Module, dataset: Dataset, num_classes: int, *, device: torch.device, d: DistInfo | None = None,
+             mode: str = "whole", crop: Sequence[int] = (512, 512), stride: Sequence[int] = (341, 341),
+             scales: Sequence[float] = (1.0,), flip: bool = False, batch_size: int = 1, workers: int = 0,
+             amp: bool = False) -> dict[str, Any]:
+    """mIoU, aAcc, mAcc and per-class IoU over ``dataset`` (labels at full resolution; use
+    ``batch_size`` 1 unless all images share a size). Under DDP each process scores a shard."""
+    d = d or DistInfo(device=device)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=ShardSampler(len(dataset), d.rank, d.world_size),
+                        num_workers=workers, collate_fn=collate_pad)
+    return score(model, loader, num_classes, device=device, mode=mode, crop=crop, stride=stride, scales=scales,
+                 flip=flip, autocast_fn=lambda: autocast(device, amp))
+
+
+def train_config(r: SegRecipe) -> TrainConfig:
+    """The Trainer settings of recipe ``r``: ``iters`` steps of the global batch, AdamW (β 0.9/0.999)
+    at ``lr`` with ``weight_decay`` (none on norms, biases, positions, bias tables), bf16 autocast on
+    CUDA when ``amp``. The warm-up + poly schedule and the evaluation interval come from the task."""
+    return TrainConfig(model=r.model, data=r.data, epochs=1, max_steps=r.iters, batch_size=r.batch_size, accum_steps=1,
+                       optimizer="adamw", lr=r.lr, betas=(0.9, 0.999), weight_decay=r.weight_decay,
+                       clip_grad=r.clip_grad, seed=r.seed, device="auto", precision="auto" if r.amp else "fp32",
+                       parallel=r.parallel, num_workers=r.workers, progress=False, threads=r.threads)
+
+
+class SegmentationTask:
+    """UperNet training as a :class:`~vitkit.train.Trainer` task: opens the data (its classes give
+    the head), builds the segmenter (or takes the caller's), sets the transforms from the backbone's
+    preprocessing record, pixel cross-entropy (+ the auxiliary head), mIoU every ``eval_interval``
+    steps, UperNet's linear warm-up + poly schedule over the iterations."""
+
+    name = "segmentation"
+    main_metric = "val_mIoU"
+    sync_bn = True  # SyncBN in the heads under DDP on GPUs
+    curve_keys = ("val_mIoU", "val_aAcc", "val_mAcc")
+    collate = staticmethod(collate_pad)
+
+    def __init__(self, r: SegRecipe) -> None:
+        self.r = r
+        self.eval_interval = r.eval_interval
+        self.data_name = r.data
+        self.last_scores: dict[str, Any] = {}
+        self.spec: SegSpec | None = None
+
+    # ---- setup
+    def build(self, dist: DistInfo, *, model: nn.Module | None = None, train_set: Dataset | None = None,
+              val_set: Dataset | None = None) -> tuple[Dataset, Dataset, nn.Module]:
+        r = self.r
+        if not r.data and (train_set is None or val_set is None):
+            raise ValueError("no data: pass data=PATH (a folder or .tar: ADE20K, CamVid or images/labels)")
+        train_ds = train_set if train_set is not None else open_segmentation(r.data, "train", fmt=r.data_format,
+                                                                             num_classes=r.num_classes)
+        self.spec = spec = train_ds.spec
+        self.num_classes, self.class_names = spec.num_classes, list(spec.class_names)
+        if model is None:
+            model = build_model(r, spec.num_classes)
+        cfg = model.pretrained_cfg
+        mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+        if train_set is None:
+            train_ds.transform = train_transform(r.crop_size, r.base_size, r.scale_range, r.hflip, r.photometric,
+                                                 mean, std)
+        val_ds = val_set if val_set is not None else open_segmentation(
+            r.data, "val", fmt=r.data_format, num_classes=r.num_classes,
+            transform=EvalTransform(r.base_size if r.test_resize else None, mean, std))
+        if r.grad_checkpointing:
+            model.backbone.set_grad_checkpointing(True)
+        return train_ds, val_ds, model
+
+    def val_loader(self, val_set: Dataset, shard: Sequence[int]) -> DataLoader:
+        return DataLoader(val_set, batch_size=self.r.eval_batch_size, sampler=list(shard),
+                          num_workers=min(self.r.workers, 1), collate_fn=collate_pad)
+
+    def lr_lambda(self, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+        r = self.r
+        return warmup_poly(total_steps, r.warmup_iters, r.warmup_ratio, r.poly_power)
+
+    def describe(self, trainer: Any) -> str:
+        n_params = sum(p.numel() for p in unwrap(trainer.model).parameters())
+        return (f"segmentation: {self.r.model} + UperNet, {n_params / 1e6:.2f} M parameters, {self.num_classes} "
+                f"classes, {len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
+                f"{trainer.dist.world_size} processes on {trainer.device}")
+
+    # ---- the Task protocol
+    def to_device(self, batch: Any, device: torch.device, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def training_loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        x, y = batch
+        out, aux = model(x, return_aux=True)
+        return seg_loss(out, aux, y, self.r.aux_weight), len(x)
+
+    def evaluate(self, model: nn.Module, loader: Any, device: torch.device,
+                 autocast: Callable[[], Any] = contextlib.nullcontext, channels_last: bool = False) -> dict[str, Any]:
+        r = self.r
+        s = score(model, loader, self.num_classes, device=device, mode=r.eval_mode, crop=r.eval_crop,
+                  stride=r.eval_stride, autocast_fn=autocast)
+        self.last_scores = s
+        if not (torch.distributed.is_initialized() and torch.distributed.get_rank()):
+            log.info("eval: mIoU %.4f  aAcc %.4f  mAcc %.4f", s["mIoU"], s["aAcc"], s["mAcc"])
+        return {"val_mIoU": s["mIoU"], "val_aAcc": s["aAcc"], "val_mAcc": s["mAcc"], "val_iou": s["iou"]}
+
+    # ---- what the run folder keeps
+    def checkpoint_meta(self) -> dict[str, Any]:
+        spec = self.spec
+        return dict(task=self.name, config=dataclasses.asdict(self.r), num_classes=spec.num_classes,
+                    class_names=list(spec.class_names), palette=[list(c) for c in spec.palette],
+                    void_values=list(spec.void_values), reduce_zero_label=spec.reduce_zero_label)
+
+    def config_doc(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.r)
 
 
 def train(r: SegRecipe, resume: bool = False) -> dict[str, Any]:
-    """Train per ``r``; returns the last evaluation's scores. Writes the run folder ``r.out``."""
-    d = setup(r.seed, r.threads)
-    try:
-        return _train(r, resume, d)
-    finally:
-        teardown()
+    """Train per ``r`` with :class:`~vitkit.train.Trainer` and :class:`SegmentationTask`; returns the
+    last evaluation's scores. Writes the run folder ``r.out``; ``resume`` continues from its
+    checkpoint-last.pt (a fresh run when there is none)."""
+    from ..train.loop import Trainer
+    from ..train.progress import StepLog
 
-
-def _train(r: SegRecipe, resume: bool, d: DistInfo) -> dict[str, Any]:
     if not r.data:
         raise ValueError("no data: pass data=PATH (a folder or .tar: ADE20K, CamVid or images/labels)")
-    run = RunFolder(r.out, d.is_main)
-    train_ds = open_segmentation(r.data, "train", fmt=r.data_format, num_classes=r.num_classes)
-    spec = train_ds.spec
-    model = build_model(r, spec.num_classes).to(d.device)
-    cfg = model.pretrained_cfg
-    mean, std = cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
-    train_ds.transform = train_transform(r.crop_size, r.base_size, r.scale_range, r.hflip, r.photometric, mean, std)
-    val_ds = open_segmentation(r.data, "val", fmt=r.data_format, num_classes=r.num_classes,
-                               transform=EvalTransform(r.base_size if r.test_resize else None, mean, std))
-    if r.grad_checkpointing:
-        model.backbone.set_grad_checkpointing(True)
-    par = Parallel(r.parallel, d, sync_bn=True)
-    model = par.shard(model)
-    opt = torch.optim.AdamW(param_groups(model, r.weight_decay), lr=r.lr, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_poly(r.iters, r.warmup_iters, r.warmup_ratio, r.poly_power))
-    start, best, rng = 0, -1.0, None
-    last = run.dir / "checkpoint-last.pt"
-    if resume and last.exists():
-        state = _load(last)
-        par.load(model, opt, state, last)
-        sched.load_state_dict(state["scheduler"])
-        start, best, rng = state["iter"], state["best"], state.get("rng")
-        log.info("resumed from %s at iteration %d", last, start)
-    model = par.wrap(model)
-    run.write_config(r)
-
-    sampler = train_sampler(len(train_ds), d, r.seed, drop_last=True)
-    per_rank = per_rank_batch(r.batch_size, d.world_size)
-    ipe = sampler.num_samples // per_rank  # iterations per epoch
-    if ipe == 0:
-        raise ValueError(f"{len(train_ds)} training images cannot fill one batch of {r.batch_size}; lower batch_size")
-    # its own generator: starting an epoch draws nothing from the global RNG (drop-path's stream)
-    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=r.workers, collate_fn=collate_pad,
-                        drop_last=True, pin_memory=d.device.type == "cuda", persistent_workers=r.workers > 0,
-                        generator=torch.Generator())
-    if d.is_main:
-        n_params = sum(p.numel() for p in unwrap(model).parameters())
-        log.info("segmentation: %s + UperNet, %.2f M parameters, %d classes, %d train / %d val images, "
-                 "%d processes on %s", r.model, n_params / 1e6, spec.num_classes, len(train_ds), len(val_ds),
-                 d.world_size, d.device)
-    model.train()
-    it, epoch, skip = start, start // ipe, start % ipe
-    if rng is not None:
-        restore_rng(rng, d.rank, d.world_size)
-    losses: list[float] = []
-    curve: list[tuple[int, float]] = []
-    scores: dict[str, Any] = {}
-    t0 = t_log = time.time()
-    while it < r.iters:
-        sampler.set_epoch(epoch, skip * per_rank)  # a resumed epoch starts after the crops already seen
-        for x, y in loader:
-            x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            with autocast(d.device, r.amp):
-                out, aux = model(x, return_aux=True)
-            loss = seg_loss(out, aux, y, r.aux_weight)
-            check_finite(loss, it)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if r.clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), r.clip_grad)
-            opt.step()
-            sched.step()
-            it += 1
-            losses.append(loss.item())
-            if d.is_main and (it % r.log_interval == 0 or it == r.iters):
-                dt = time.time() - t_log
-                rate = r.log_interval * r.batch_size / max(dt, 1e-9)
-                eta = (r.iters - it) * (time.time() - t0) / max(it - start, 1)
-                avg = float(np.mean(losses[-r.log_interval:]))
-                curve.append((it, avg))
-                log.info("iter %d/%d  loss %.4f  lr %.2e  %.1f img/s  eta %.0f min", it, r.iters, avg,
-                         opt.param_groups[0]["lr"], rate, eta / 60)
-                t_log = time.time()
-            if it % r.eval_interval == 0 or it == r.iters:
-                scores = evaluate(par.whole(model), val_ds, spec.num_classes, device=d.device, d=d, mode=r.eval_mode,
-                                  crop=r.eval_crop, stride=r.eval_stride, batch_size=r.eval_batch_size,
-                                  workers=min(r.workers, 1), amp=r.amp)
-                row = dict(iter=it, epoch=it / ipe, train_loss=float(np.mean(losses)) if losses else None,
-                           val_mIoU=scores["mIoU"], val_aAcc=scores["aAcc"], val_mAcc=scores["mAcc"],
-                           val_iou=scores["iou"], lr=opt.param_groups[0]["lr"], seconds=time.time() - t0)
-                run.log_metrics(row)
-                losses = []
-                if d.is_main:
-                    log.info("eval @ %d: mIoU %.4f  aAcc %.4f  mAcc %.4f", it, scores["mIoU"], scores["aAcc"],
-                             scores["mAcc"])
-                state = _checkpoint(model, opt, sched, it, max(best, scores["mIoU"]), r, spec, par)
-                run.save("checkpoint-last.pt", state)
-                if scores["mIoU"] > best:
-                    best = scores["mIoU"]
-                    run.save("checkpoint-best.pt", state)
-                run.plot(("val_mIoU", "val_aAcc"), curve)
-            if it >= r.iters:
-                break
-        skip, epoch = 0, epoch + 1
-    return scores
+    task = SegmentationTask(r)
+    try:
+        Trainer(train_config(r), r.out, resume=resume and (Path(r.out) / "checkpoint-last.pt").is_file(), task=task,
+                callbacks=[StepLog(r.log_interval)]).fit()
+    finally:
+        teardown()
+    return task.last_scores
 
 
 # ------------------------------------------------------------------------------ from a checkpoint
@@ -192,8 +199,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     state = _load(path)
     if state.get("task") != "segmentation":
         raise ValueError(f"{path} is not a segmentation checkpoint (task={state.get('task')!r})")
-    fields = {f.name for f in dataclasses.fields(SegRecipe)}
-    r = SegRecipe(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in state["recipe"].items() if k in fields})
+    r = recipe_from_dict(SegRecipe, state)
     model = build_model(r, state["num_classes"], with_weights=False)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), r, state

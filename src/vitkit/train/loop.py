@@ -161,54 +161,68 @@ class Trainer:
         W = self.dist.world_size
         _seed_everything(cfg.seed)  # identical model initialisation on every rank
 
-        # ---- data, opened without transforms: the model needs the number of classes, the transforms
-        # need the model's preprocessing record (resolve: rank 0 first, it may unpack an archive)
-        if model is not None:
-            in_chans = int(getattr(model, "pretrained_cfg", None).input_size[0]) if hasattr(model, "pretrained_cfg") \
-                else int(getattr(model, "init_kwargs", {}).get("in_chans", get_entry(cfg.model).kwargs.get("in_chans", 3)))
-        else:
-            in_chans = get_entry(cfg.model).kwargs.get("in_chans", 3)  # TrainConfig cannot change it
-        own_train, own_val = train_set is None, val_set is None
-        if own_train or own_val:
-            if not self.dist.is_main:
-                D.barrier()
-            src = resolve_data(cfg.data, data_root=cfg.data_root or None, download=cfg.data_download)
-            if self.dist.is_main:
-                D.barrier()
-            mode = "L" if in_chans == 1 else "RGB"
-            if own_train:
-                train_set = build_dataset(src, "train", None, mode=mode, val_fraction=cfg.val_fraction)
-                if cfg.train_examples:
-                    train_set = _random_subset(train_set, cfg.train_examples, cfg.seed)
-            if own_val:
-                val_set = build_dataset(src, cfg.eval_split, None, mode=mode, val_fraction=cfg.val_fraction)
-        self.classes = list(getattr(train_set, "classes", []))
-        num_classes = cfg.num_classes or len(self.classes)
-        if num_classes < 1:
-            raise ValueError("num_classes could not be taken from the data; set num_classes=K")
-
-        # ---- the model, and the preprocessing it asks for (its pretrained_cfg: the weights' record)
-        if model is None:
-            model, _ = build_model(cfg, num_classes)
-        pcfg = resolve_preprocessing(model, cfg, self.classes)
-        if hasattr(model, "pretrained_cfg"):
-            model.pretrained_cfg = pcfg  # the trained model describes its preprocessing as trained
-        self.pretrained_cfg = pcfg
-        self.preprocess = pcfg.to_dict()
-        self.model_record = model_record(model)  # before sharding: FSDP changes the module's class
-        self.model_kwargs = self.model_record["model_kwargs"]
-        if not hasattr(model, "model_name"):
+        self.pretrained_cfg: PretrainedCfg | None = None
+        if task is not None and callable(getattr(task, "build", None)):
+            # ---- a task that brings its own data and model (segmentation, detection: vitkit.dense)
+            train_set, val_set, model = task.build(self.dist, model=model, train_set=train_set, val_set=val_set)
+            self.classes = list(getattr(task, "class_names", None) or [])
+            num_classes = int(getattr(task, "num_classes", 0) or len(self.classes))
+            pcfg = getattr(model, "pretrained_cfg", None)
+            self.pretrained_cfg = pcfg if isinstance(pcfg, PretrainedCfg) else None
+            self.preprocess = pcfg.to_dict() if isinstance(pcfg, PretrainedCfg) else {}
+            self.model_record = model_record(model)
             self.model_record["model_name"] = cfg.model
-        img_size = int(pcfg.input_size[-1])
-        mean, std, interp = pcfg.mean, pcfg.std, pcfg.interpolation
-        if own_train:
-            train_set.transform = train_transform(
-                img_size, mean=mean, std=std, preset=cfg.augment, interpolation=interp, scale=cfg.scale,
-                hflip=cfg.hflip, randaugment=cfg.randaugment, randaugment_ops=cfg.randaugment_ops,
-                random_erasing=cfg.random_erasing)
-        if own_val:
-            val_set.transform = eval_transform(img_size, mean=mean, std=std, interpolation=interp,
-                                               crop_pct=pcfg.crop_pct)
+            self.model_kwargs = self.model_record["model_kwargs"]
+            img_size = int(self.preprocess.get("input_size", (0, 0))[-1])
+        else:
+            # ---- data, opened without transforms: the model needs the number of classes, the transforms
+            # need the model's preprocessing record (resolve: rank 0 first, it may unpack an archive)
+            if model is not None:
+                in_chans = int(getattr(model, "pretrained_cfg", None).input_size[0]) if hasattr(model, "pretrained_cfg") \
+                    else int(getattr(model, "init_kwargs", {}).get("in_chans", get_entry(cfg.model).kwargs.get("in_chans", 3)))
+            else:
+                in_chans = get_entry(cfg.model).kwargs.get("in_chans", 3)  # TrainConfig cannot change it
+            own_train, own_val = train_set is None, val_set is None
+            if own_train or own_val:
+                if not self.dist.is_main:
+                    D.barrier()
+                src = resolve_data(cfg.data, data_root=cfg.data_root or None, download=cfg.data_download)
+                if self.dist.is_main:
+                    D.barrier()
+                mode = "L" if in_chans == 1 else "RGB"
+                if own_train:
+                    train_set = build_dataset(src, "train", None, mode=mode, val_fraction=cfg.val_fraction)
+                    if cfg.train_examples:
+                        train_set = _random_subset(train_set, cfg.train_examples, cfg.seed)
+                if own_val:
+                    val_set = build_dataset(src, cfg.eval_split, None, mode=mode, val_fraction=cfg.val_fraction)
+            self.classes = list(getattr(train_set, "classes", []))
+            num_classes = cfg.num_classes or len(self.classes)
+            if num_classes < 1:
+                raise ValueError("num_classes could not be taken from the data; set num_classes=K")
+
+            # ---- the model, and the preprocessing it asks for (its pretrained_cfg: the weights' record)
+            if model is None:
+                model, _ = build_model(cfg, num_classes)
+            pcfg = resolve_preprocessing(model, cfg, self.classes)
+            if hasattr(model, "pretrained_cfg"):
+                model.pretrained_cfg = pcfg  # the trained model describes its preprocessing as trained
+            self.pretrained_cfg = pcfg
+            self.preprocess = pcfg.to_dict()
+            self.model_record = model_record(model)  # before sharding: FSDP changes the module's class
+            self.model_kwargs = self.model_record["model_kwargs"]
+            if not hasattr(model, "model_name"):
+                self.model_record["model_name"] = cfg.model
+            img_size = int(pcfg.input_size[-1])
+            mean, std, interp = pcfg.mean, pcfg.std, pcfg.interpolation
+            if own_train:
+                train_set.transform = train_transform(
+                    img_size, mean=mean, std=std, preset=cfg.augment, interpolation=interp, scale=cfg.scale,
+                    hflip=cfg.hflip, randaugment=cfg.randaugment, randaugment_ops=cfg.randaugment_ops,
+                    random_erasing=cfg.random_erasing)
+            if own_val:
+                val_set.transform = eval_transform(img_size, mean=mean, std=std, interpolation=interp,
+                                                   crop_pct=pcfg.crop_pct)
 
         # ---- batch geometry: global batch = world × accumulation × micro-batch
         if cfg.batch_size % (W * cfg.accum_steps):
@@ -223,13 +237,17 @@ class Trainer:
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.sampler = ShardedSampler(len(train_set), num_replicas=W, rank=self.dist.rank, shuffle=True,
                                       seed=cfg.seed, num_samples=self.steps_per_epoch * cfg.accum_steps * self.micro)
-        loader_kw = dict(num_workers=cfg.num_workers, collate_fn=collate, pin_memory=self.device.type == "cuda",
-                         persistent_workers=cfg.num_workers > 0)
+        loader_kw = dict(num_workers=cfg.num_workers, collate_fn=getattr(task, "collate", None) or collate,
+                         pin_memory=self.device.type == "cuda", persistent_workers=cfg.num_workers > 0)
         # the loader gets its own generator so that starting an epoch draws nothing from the global RNG
         self.train_loader = DataLoader(train_set, batch_size=self.micro, sampler=self.sampler, drop_last=True,
                                        generator=torch.Generator(), **loader_kw)
         val_shard = list(range(self.dist.rank, len(val_set), W))  # no padding: every image counted once
-        self.val_loader = DataLoader(val_set, batch_size=max(self.micro, 64), sampler=val_shard, **loader_kw)
+        if callable(getattr(task, "val_loader", None)):
+            self.val_loader = task.val_loader(val_set, val_shard)
+        else:
+            self.val_loader = DataLoader(val_set, batch_size=max(self.micro, 64), sampler=val_shard, **loader_kw)
+        self.train_set, self.val_set = train_set, val_set
 
         # ---- precision, wrappers
         self.model = model.to(self.device)
@@ -240,7 +258,8 @@ class Trainer:
         self.amp_dtype = _amp_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.parallel = D.Parallel(cfg.parallel, self.dist)  # DDP, or FSDP (vitkit.train.fsdp)
+        # DDP, or FSDP (vitkit.train.fsdp); batch norms synchronised across processes when the task asks
+        self.parallel = D.Parallel(cfg.parallel, self.dist, sync_bn=bool(getattr(task, "sync_bn", False)))
         self.model = self.parallel.shard(self.model)
         wrapped = self.parallel.wrap(self.model)
         self.ddp = wrapped if wrapped is not self.model else None
@@ -256,9 +275,15 @@ class Trainer:
         groups = param_groups(self.model, cfg.weight_decay, cfg.layer_decay)
         self.optimizer = build_optimizer(groups, cfg.optimizer, self.lr, momentum=cfg.momentum, betas=cfg.betas)
         self.warmup_steps = cfg.warmup_steps or round(cfg.warmup_epochs * self.steps_per_epoch)
-        self.schedule = WarmupDecay(self.total_steps, self.warmup_steps, cfg.schedule,
-                                    start=cfg.warmup_lr / self.lr, end=cfg.min_lr / self.lr)
+        own_schedule = getattr(self.task, "lr_lambda", None)
+        self.schedule = own_schedule(self.total_steps, self.steps_per_epoch) if callable(own_schedule) else None
+        if self.schedule is None:
+            self.schedule = WarmupDecay(self.total_steps, self.warmup_steps, cfg.schedule,
+                                        start=cfg.warmup_lr / self.lr, end=cfg.min_lr / self.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        # >0: evaluate, write a metrics row and the checkpoints every this many steps (and after the
+        # last), iteration-based runs such as UperNet's; 0: at the end of every cfg.eval_every epochs
+        self.eval_interval = int(getattr(self.task, "eval_interval", 0) or 0)
 
         # ---- position and bookkeeping (restored on resume)
         self.epoch = 0              # completed epochs
@@ -281,17 +306,24 @@ class Trainer:
     # ------------------------------------------------------------------------------------ the run
     def fit(self) -> RunResult:
         cfg, start, first_step = self.cfg, time.time(), self.global_step
+        self._t_start, self._first_step = start, first_step
         if self.dist.is_main:
-            log.info("training %s on %s: %d train / %d val images, %d classes, %d epochs × %d steps, batch %d "
-                     "(%d ranks × %d accumulation × %d), lr %.3g, %s on %s%s", cfg.model, cfg.data,
-                     len(self.train_loader.dataset), len(self.val_loader.dataset), len(self.classes) or -1,
-                     self.num_epochs, self.steps_per_epoch, cfg.batch_size, self.dist.world_size, cfg.accum_steps,
-                     self.micro, self.lr, _precision_name(self.amp_dtype), self.device,
-                     f", resuming at epoch {self.epoch + 1} step {self.global_step}" if self.global_step else "")
+            resuming = f", resuming at epoch {self.epoch + 1} step {self.global_step}" if self.global_step else ""
+            describe = getattr(self.task, "describe", None)
+            if callable(describe):
+                log.info("%s; %d steps (%d an epoch), batch %d, lr %.3g, %s on %s%s", describe(self), self.total_steps,
+                         self.steps_per_epoch, cfg.batch_size, self.lr, _precision_name(self.amp_dtype), self.device,
+                         resuming)
+            else:
+                log.info("training %s on %s: %d train / %d val images, %d classes, %d epochs × %d steps, batch %d "
+                         "(%d ranks × %d accumulation × %d), lr %.3g, %s on %s%s", cfg.model, cfg.data,
+                         len(self.train_loader.dataset), len(self.val_loader.dataset), len(self.classes) or -1,
+                         self.num_epochs, self.steps_per_epoch, cfg.batch_size, self.dist.world_size, cfg.accum_steps,
+                         self.micro, self.lr, _precision_name(self.amp_dtype), self.device, resuming)
         try:
             while self.epoch < self.num_epochs and self.global_step < self.total_steps:
                 self._train_epoch()
-                self._end_epoch((time.time() - start) / max(self.global_step - first_step, 1))
+                self._end_epoch()
         except KeyboardInterrupt:
             if not self.dist.enabled:  # a single process can save where it stands; ranks may be mid-collective
                 self._save_last(rng=self._boundary_rng)
@@ -303,23 +335,36 @@ class Trainer:
             log.info("done: %s%d steps in %.1fs; run folder %s", best, self.global_step, time.time() - start, self.out)
         return RunResult(self.out, self.metrics, self.best_metric, self.global_step, self.model)
 
+    def _seconds_per_step(self) -> float:
+        return (time.time() - self._t_start) / max(self.global_step - self._first_step, 1)
+
     def _train_epoch(self) -> None:
         cfg, A = self.cfg, self.cfg.accum_steps
         self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * A * self.micro)
         self.forward_model.train()
         bar = ProgressBar(self.steps_per_epoch * cfg.batch_size, f"epoch {self.epoch + 1}/{self.num_epochs}",
                           enabled=cfg.progress and self.dist.is_main, initial=self.step_in_epoch * cfg.batch_size)
-        t0, seconds0 = time.time(), self.epoch_stats["seconds"]
+        if self.step_in_epoch >= self.steps_per_epoch:  # resumed from a checkpoint written after the epoch's last step
+            bar.close()
+            return
+        t_last = time.time()
         for k, batch in enumerate(self.train_loader):
             last_micro = (k + 1) % A == 0
             self._micro_step(batch, sync=last_micro)
             if not last_micro:
                 continue
             self._optimizer_step()
-            self.epoch_stats["seconds"] = seconds0 + time.time() - t0
+            now = time.time()
+            self.epoch_stats["seconds"] += now - t_last
+            t_last = now
             s = self.epoch_stats
             bar.update(cfg.batch_size, loss=s["loss_sum"] / max(s["samples"], 1), lr=self._lr(), gnorm=self.grad_norm)
-            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
+            if self.eval_interval and (self.global_step % self.eval_interval == 0
+                                       or self.global_step >= self.total_steps):
+                self._write_row(evaluate=True)
+                self.forward_model.train()
+                t_last = time.time()  # the evaluation's time is not training time
+            elif cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
                 self._save_last()
             for cb in self.callbacks:
                 cb(self)
@@ -354,7 +399,7 @@ class Trainer:
         except torch.OutOfMemoryError as e:
             raise TrainingError(
                 f"CUDA out of memory at step {self.global_step + 1} with a micro-batch of {self.micro} images at "
-                f"{self.preprocess['input_size'][-1]}px on {self.device}. Lower the memory per step: raise "
+                f"{self.preprocess.get('input_size', [0])[-1]}px on {self.device}. Lower the memory per step: raise "
                 f"accum_steps (now {self.cfg.accum_steps}; the global batch_size stays), set grad_checkpointing=true, "
                 f"precision=bf16, or lower batch_size / img_size. ({str(e).splitlines()[0]})") from None
 
@@ -397,15 +442,29 @@ class Trainer:
         self.step_in_epoch += 1
         self._boundary_rng = get_rng_state()
 
-    def _end_epoch(self, seconds_per_step: float) -> None:
-        cfg, s = self.cfg, self.epoch_stats
+    def _end_epoch(self) -> None:
+        """An epoch is done: the sampler moves on; per-epoch runs also evaluate (every ``eval_every``
+        epochs and after the last), write a metrics row and the checkpoints."""
         self.epoch += 1
         self.step_in_epoch = 0
+        if self.eval_interval:  # step-interval runs write their rows from the loop
+            return
         last = self.epoch >= self.num_epochs or self.global_step >= self.total_steps
-        row: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step,
-                               "train_loss": s["loss_sum"] / max(s["samples"], 1)}
+        self._write_row(evaluate=self.epoch % self.cfg.eval_every == 0 or last)
+
+    def _write_row(self, evaluate: bool) -> None:
+        """One metrics row (training loss since the last row; the validation metrics when ``evaluate``),
+        appended to metrics.jsonl, logged, then checkpoint-last.pt, checkpoint-best.pt when the main
+        metric improved, and curves.png."""
+        cfg, s = self.cfg, self.epoch_stats
+        last = self.global_step >= self.total_steps or (not self.eval_interval and self.epoch >= self.num_epochs)
+        epoch: float = self.epoch if not self.eval_interval else self.global_step / self.steps_per_epoch
+        row: dict[str, Any] = {"epoch": epoch, "step": self.global_step}
+        if self.eval_interval:
+            row["iter"] = self.global_step  # the unit of iteration-based recipes
+        row["train_loss"] = s["loss_sum"] / max(s["samples"], 1)
         weights_from, metric = "model", None
-        if self.epoch % cfg.eval_every == 0 or last:
+        if evaluate:
             row.update(self.task.evaluate(self.parallel.whole(self.model), self.val_loader, self.device,
                                           self._autocast, cfg.channels_last))
             metric = row.get(self.task.main_metric)
@@ -423,7 +482,7 @@ class Trainer:
         if self.dist.is_main:
             with open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
-            eta = seconds_per_step * (self.total_steps - self.global_step)
+            eta = self._seconds_per_step() * (self.total_steps - self.global_step)
             log.info(epoch_summary(row, self.num_epochs, eta if not last else None))
             if s["skipped"]:
                 log.warning("epoch %d: %d unreadable images were skipped (see the warnings above)", self.epoch,
@@ -436,15 +495,21 @@ class Trainer:
                 save_atomic({**self._meta(), "model": weights, "weights_from": weights_from, "metrics": row},
                             self.out / "checkpoint-best.pt")
         if self.dist.is_main:
-            plot_curves(self.metrics, self.out / "curves.png",
-                        title=f"{getattr(self.model, 'model_name', cfg.model)} on {cfg.data}")
+            keys = getattr(self.task, "curve_keys", None)
+            plot_curves(self.metrics, self.out / "curves.png", x="step" if self.eval_interval else "epoch",
+                        title=f"{self.model_record['model_name']} on {getattr(self.task, 'data_name', cfg.data)}",
+                        **({"metric_keys": tuple(keys)} if keys else {}))
 
     # ---------------------------------------------------------------------------- state in and out
     def _meta(self) -> dict[str, Any]:
-        return {**self.model_record, "preprocess": self.preprocess,
-                "classes": self.classes, "config": self.cfg.to_dict(),
+        meta = {**self.model_record, "task": getattr(self.task, "name", "classification"),
+                "preprocess": self.preprocess, "classes": self.classes, "config": self.cfg.to_dict(),
                 "recipe": self.recipe, "epoch": self.epoch, "global_step": self.global_step,
                 "vitkit_version": __version__}
+        extra = getattr(self.task, "checkpoint_meta", None)
+        if callable(extra):
+            meta.update(extra())  # e.g. segmentation: class names, palette, void values; its recipe as "config"
+        return meta
 
     def _save_last(self, rng: dict[str, Any] | None = None) -> None:
         """checkpoint-last.pt: everything needed to continue exactly (every rank's RNG included)."""
@@ -480,10 +545,10 @@ class Trainer:
         self.best_metric, self.epoch_stats = ck["best_metric"], dict(ck["epoch_stats"])
         restore_rng(ck["rng"], self.dist.rank, self.dist.world_size)
         self._boundary_rng = get_rng_state()
-        metrics_path = self.out / "metrics.jsonl"  # keep only the epochs this checkpoint has seen
+        metrics_path = self.out / "metrics.jsonl"  # keep only the rows this checkpoint has seen
         rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()] \
             if metrics_path.exists() else []
-        self.metrics = [r for r in rows if r["epoch"] <= self.epoch]
+        self.metrics = [r for r in rows if r["step"] <= self.global_step]
         if self.dist.is_main:
             metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.metrics))
 
@@ -494,7 +559,9 @@ class Trainer:
                     "micro_batch": self.micro, "device": str(self.device), "precision": _precision_name(self.amp_dtype),
                     "preprocess": self.preprocess, "train_images": len(self.train_loader.dataset),
                     "val_images": len(self.val_loader.dataset), "torch": torch.__version__, "vitkit": __version__}
-        doc = {"recipe": self.recipe, **self.cfg.to_dict(), "resolved": resolved}
+        own = getattr(self.task, "config_doc", None)
+        doc = {**own(), "resolved": resolved} if callable(own) else {"recipe": self.recipe, **self.cfg.to_dict(),
+                                                                     "resolved": resolved}
         (self.out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
 
     # ------------------------------------------------------------------------------------ helpers

@@ -58,9 +58,11 @@ def format_duration(seconds: float) -> str:
 
 def epoch_summary(row: dict[str, Any], epochs: int, eta: float | None = None) -> str:
     """``epoch 3/10 step 750 | train_loss 0.412 | val_loss 0.301 val_acc1 91.20% … | 28.3s``."""
-    parts = [f"epoch {row['epoch']}/{epochs} step {row['step']}", f"train_loss {row['train_loss']:.4f}"]
-    val = [f"{k} {v * 100:.2f}%" if "acc" in k else f"{k} {v:.4f}"
-           for k, v in row.items() if (k.startswith("val_") or k.startswith("ema_val_")) and v is not None]
+    where = (f"epoch {row['epoch']}/{epochs}" if isinstance(row["epoch"], int) else f"epoch {row['epoch']:.2f}")
+    parts = [f"{where} step {row['step']}", f"train_loss {row['train_loss']:.4f}"]
+    val = [f"{k} {v * 100:.2f}%" if "acc" in k.lower() else f"{k} {v:.4f}"
+           for k, v in row.items() if (k.startswith("val_") or k.startswith("ema_val_")) and isinstance(v, (int, float))
+           and not isinstance(v, bool)]
     if val:
         parts.append(" ".join(val))
     parts.append(f"lr {row['lr']:.3g}")
@@ -73,27 +75,37 @@ def epoch_summary(row: dict[str, Any], epochs: int, eta: float | None = None) ->
     return " | ".join(parts)
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> None:
-    """Loss (train, val) and accuracy (top-1, top-5, EMA top-1 when present) against epochs."""
+ACCURACY_KEYS = ("val_acc1", "val_acc5", "ema_val_acc1")
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "", *, x: str = "epoch",
+                metric_keys: Sequence[str] = ACCURACY_KEYS) -> None:
+    """Loss (train, val) and the validation metrics (``metric_keys``: top-1, top-5, EMA top-1 for
+    classification; mIoU, box AP… for dense tasks; fractions, drawn as %) against ``x`` (``epoch``,
+    or ``step`` for iteration-based runs that evaluate every so many steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ep = [r["epoch"] for r in rows]
+    ep = [r[x] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     ax_loss.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
     if any(r.get("val_loss") is not None for r in rows):
-        pts = [(r["epoch"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
+        pts = [(r[x], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
         ax_loss.plot(*zip(*pts), "s-", label="val")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_loss.set(xlabel=x, ylabel="loss", title="loss")
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
-    for key, style in (("val_acc1", "o-"), ("val_acc5", "s--"), ("ema_val_acc1", "^-")):
-        pts = [(r["epoch"], 100 * r[key]) for r in rows if r.get(key) is not None]
+    styles = ("o-", "s--", "^-", "d-.", "v-", "x--")
+    for key, style in zip(metric_keys, styles * (len(metric_keys) // len(styles) + 1)):
+        pts = [(r[x], 100 * r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
         if pts:
-            ax_acc.plot(*zip(*pts), style, label=key.replace("val_", "").replace("acc", "top-"))
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy")
+            label = key.replace("val_", "").replace("acc", "top-") if key in ACCURACY_KEYS else key
+            ax_acc.plot(*zip(*pts), style, label=label)
+    accuracy = tuple(metric_keys) == ACCURACY_KEYS
+    ax_acc.set(xlabel=x, ylabel="accuracy (%)" if accuracy else "score (%)",
+               title="validation accuracy" if accuracy else "evaluation")
     if ax_acc.lines:
         ax_acc.legend()
     ax_acc.grid(alpha=0.3)
@@ -105,3 +117,32 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
         fig.suptitle(title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+class StepLog:
+    """A :class:`~vitkit.train.Trainer` callback for iteration-based runs: every ``every`` optimiser
+    steps (and after the last) one line on rank 0 — step, mean training loss over those steps, LR,
+    images per second and the ETA."""
+
+    def __init__(self, every: int, unit: str = "iter") -> None:
+        self.every, self.unit = max(int(every), 1), unit
+        self.prev = (0.0, 0)
+        self.t_last: float | None = None
+        self.step_last = 0
+
+    def __call__(self, trainer: Any) -> None:
+        s, step = trainer.epoch_stats, trainer.global_step
+        if s["samples"] < self.prev[1]:  # a metrics row was written since: its sums restarted
+            self.prev = (0.0, 0)
+        now = time.time()
+        if self.t_last is None:
+            self.t_last, self.step_last = getattr(trainer, "_t_start", now), getattr(trainer, "_first_step", 0)
+        if step % self.every and step < trainer.total_steps:
+            return
+        loss = (s["loss_sum"] - self.prev[0]) / max(s["samples"] - self.prev[1], 1)
+        rate = (step - self.step_last) * trainer.cfg.batch_size / max(now - self.t_last, 1e-9)
+        eta = trainer._seconds_per_step() * (trainer.total_steps - step)
+        self.prev, self.t_last, self.step_last = (s["loss_sum"], s["samples"]), now, step
+        if trainer.dist.is_main:
+            log.info("%s %d/%d  loss %.4f  lr %.2e  %.1f img/s  eta %s", self.unit, step, trainer.total_steps, loss,
+                     trainer._lr(), rate, format_duration(eta))

@@ -1,5 +1,7 @@
-"""What the loop optimises and measures. The loop only needs a task's three methods, so dense tasks
-(segmentation, detection) plug into the same :class:`vitkit.train.Trainer` with their own."""
+"""What the loop optimises and measures. The loop needs a task's three methods and ``main_metric``;
+a task may also bring its own data, model, schedule and checkpoint metadata (the optional members of
+:class:`Task`), which is how segmentation and detection (:mod:`vitkit.dense.train_seg`,
+:mod:`vitkit.dense.train_det`) run on the same :class:`vitkit.train.Trainer` as classification."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +15,29 @@ from ..data.transforms import MixupCutmix
 
 
 class Task(Protocol):
+    """Required: ``main_metric``, :meth:`to_device`, :meth:`training_loss`, :meth:`evaluate`.
+
+    Optional (the Trainer looks them up and falls back to classification's behaviour):
+
+    - ``name``: the checkpoint's ``task`` entry (default ``"classification"``).
+    - ``build(dist, *, model, train_set, val_set) -> (train_set, val_set, model)``: the task's own
+      data (transforms set from the model's preprocessing record) and model, each unless given; its
+      ``num_classes`` / ``class_names`` attributes are read afterwards.
+    - ``collate``: the training (and default validation) loader's collate function.
+    - ``val_loader(val_set, shard) -> loader``: what :meth:`evaluate` is given (``shard``: this
+      process's indices, every item exactly once over the processes).
+    - ``lr_lambda(total_steps, steps_per_epoch) -> f(step)``: the LR factor per optimiser step,
+      instead of the config's warm-up + decay.
+    - ``eval_interval``: >0: evaluate, write a metrics row (with ``iter``) and the checkpoints every
+      this many steps and after the last (iteration-based recipes) instead of per epoch.
+    - ``sync_bn``: synchronise batch norms across processes (GPU DDP).
+    - ``checkpoint_meta() -> dict``: extra checkpoint entries (e.g. class names, palette, ``config``:
+      the task's own recipe).
+    - ``config_doc() -> dict``: what config.json holds instead of the TrainConfig.
+    - ``describe(trainer) -> str``: the run's first log line; ``curve_keys``: the metrics curves.png
+      draws; ``data_name``: the data named in its title.
+    """
+
     main_metric: str  # the key of evaluate()'s result that decides checkpoint-best.pt (higher is better)
 
     def to_device(self, batch: Any, device: torch.device, channels_last: bool = False) -> Any: ...
@@ -30,6 +55,7 @@ class ClassificationTask:
     validation reports ``val_loss``, ``val_acc1`` and ``val_acc5`` (fractions)."""
 
     main_metric = "val_acc1"
+    name = "classification"
 
     def __init__(self, num_classes: int, *, label_smoothing: float = 0.0, mixup: MixupCutmix | None = None,
                  class_names: Sequence[str] | None = None) -> None:
