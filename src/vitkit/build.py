@@ -29,6 +29,7 @@ and the CLI.
 """
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,7 +37,7 @@ from torch import nn
 
 from . import models  # noqa: F401  (importing the architectures registers their rows)
 from . import registry
-from .models.base import PretrainedCfg
+from .models.base import ModelBase, PretrainedCfg
 from .registry import ModelEntry, get_entry, is_registered
 from .weights.hub import download
 from .weights.inspect import candidate_models, describe, infer_architecture
@@ -198,7 +199,9 @@ def build_from_file(path: str | Path | Weights, name: str | None = None, *, fmt:
 
 def build_from_checkpoint(checkpoint: Mapping[str, Any], *, ema: bool = False, **overrides: Any) -> nn.Module:
     """The model a vitkit training checkpoint (``model_name``, ``model_kwargs``, ``model``; already
-    loaded) was written from, with its weights (``ema``: the EMA copy) and its classes as labels."""
+    loaded) was written from, with its weights (``ema``: the EMA copy), its preprocessing record and
+    its classes as labels. A model that was built straight from a vitkit class rather than a registry
+    name (``Trainer(model=VisionTransformer(...))``) is rebuilt from that class (``model_class``)."""
     if "model" not in checkpoint or "model_name" not in checkpoint:
         raise ValueError("not a vitkit training checkpoint (no 'model'/'model_name' entries); "
                          "for weights in other formats use build_from_file or vitkit.load_weights")
@@ -209,7 +212,29 @@ def build_from_checkpoint(checkpoint: Mapping[str, Any], *, ema: bool = False, *
         if isinstance(state, Mapping) and isinstance(state.get("module"), Mapping):
             state = state["module"]  # checkpoint-last.pt keeps the EMA's own state ({"module": …, …})
         checkpoint = {**checkpoint, "model": state}
-    return build(str(checkpoint["model_name"]), overrides, weights=checkpoint)
+    name = str(checkpoint["model_name"])
+    if is_registered(name):
+        return build(name, overrides, weights=checkpoint)
+    cls = _model_class(checkpoint.get("model_class"), name)
+    w = read_weights(checkpoint)
+    model = cls(**{**saved_kwargs(w), **overrides})
+    model.model_name = name
+    if isinstance(checkpoint.get("preprocess"), Mapping):
+        model.pretrained_cfg.update({k: v for k, v in checkpoint["preprocess"].items() if k in PretrainedCfg.keys_()})
+    if checkpoint.get("classes"):
+        model.pretrained_cfg.labels = [str(c) for c in checkpoint["classes"]]
+    model.load_report = load_converted(model, w, strict=True)
+    return model
+
+
+def _model_class(path: Any, name: str) -> type[ModelBase]:
+    """The vitkit architecture class a checkpoint names (``"vitkit.models.vit.VisionTransformer"``)."""
+    module, _, attr = str(path or "").rpartition(".")
+    cls = getattr(importlib.import_module(module), attr, None) if module.startswith("vitkit.") else None
+    if not (isinstance(cls, type) and issubclass(cls, ModelBase)):
+        raise ValueError(f"the checkpoint's model {name!r} is neither a registered name nor a vitkit architecture "
+                         f"class (model_class={path!r}); see vitkit.list_models()")
+    return cls
 
 
 registry.create_model = create_model  # type: ignore[attr-defined]  (the older vitkit.registry.create_model)

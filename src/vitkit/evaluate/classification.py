@@ -97,8 +97,7 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Modul
     trained model's. Its ``pretrained_cfg`` is the run's preprocessing record (``preprocess``, as
     trained) with the run's class names as labels. Checkpoints from before complete records kept only
     a few overrides; the other options then come from the registry row, with a warning."""
-    from ..models.base import PretrainedCfg
-    from ..registry import create_model
+    from ..build import build_from_checkpoint
     from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
@@ -108,42 +107,16 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Modul
     if ckpt.get("task", "classification") != "classification":
         raise ValueError(f"{str(path)!r} is a {ckpt['task']} checkpoint; use `vitkit segment|detect eval` "
                          "(vitkit.dense.train_seg / train_det .load_checkpoint)")
-    kwargs = dict(ckpt.get("model_kwargs") or {})
     if not ckpt.get("model_kwargs_complete"):
         log.warning("%s predates complete model records: it saved only %s; every other option (activation, "
                     "stem numerics, pooling, LayerScale, …) is taken from the registry row of %r, which may "
-                    "differ from the trained model's", path, sorted(kwargs) or "no options", ckpt["model_name"])
-    model = _build(ckpt["model_name"], kwargs, ckpt.get("model_class"), create_model)
-    key = "model_ema" if ema else "model"
-    if key not in ckpt:
+                    "differ from the trained model's", path, sorted(ckpt.get("model_kwargs") or {}) or "no options",
+                    ckpt["model_name"])
+    if ema and "model_ema" not in ckpt:
         raise ValueError(f"{str(path)!r} holds no EMA weights (the run had ema_decay=0)")
-    state = ckpt[key]
-    if ema and isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
-        state = state["module"]  # checkpoint-last.pt keeps the EMA's own state ({"module": …, …})
-    model.load_state_dict(state)
-    if hasattr(model, "pretrained_cfg"):
-        pcfg = model.pretrained_cfg.copy() if isinstance(model.pretrained_cfg, PretrainedCfg) \
-            else PretrainedCfg.from_dict(dict(model.pretrained_cfg))
-        pcfg.update({k: v for k, v in (ckpt.get("preprocess") or {}).items() if k in PretrainedCfg.keys_()})
-        if ckpt.get("classes"):
-            pcfg.labels, pcfg.num_classes = list(ckpt["classes"]), len(ckpt["classes"])
-        pcfg.source = str(path)
-        model.pretrained_cfg = pcfg
+    model = build_from_checkpoint(ckpt, ema=ema)  # the one build path: row < the saved record
+    model.pretrained_cfg.source = str(path)
     return model, ckpt
-
-
-def _build(name: str, kwargs: dict[str, Any], model_class: str | None, create_model: Callable[..., nn.Module]
-           ) -> nn.Module:
-    """``create_model(name, **kwargs)``; a model built directly from a vitkit class (its name is the
-    class's, not a registry row) is built from that class with its recorded arguments."""
-    from ..registry import list_models
-
-    if name in list_models() or not model_class or not model_class.startswith("vitkit."):
-        return create_model(name, **kwargs)
-    import importlib
-
-    module, _, cls = model_class.rpartition(".")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
 def evaluate_checkpoint(
