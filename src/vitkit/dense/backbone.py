@@ -27,7 +27,8 @@ from torch import nn
 
 from ..models.base import ModelBase
 from ..models.vit import _resolve_indices
-from ..registry import create_model
+from ..build import create_model
+from ..weights import load_weights
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -70,8 +71,6 @@ class DenseBackbone(nn.Module):
         """Load a classification checkpoint (any format :func:`vitkit.load_weights` reads) into the
         inner model. The classifier's head, final norm and the blocks/stages the backbone dropped
         are skipped on purpose; with ``strict`` anything else missing or unexpected raises."""
-        from ..weights import load_weights
-
         quiet = logging.getLogger(load_weights.__module__)
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # its non-strict warning lists the keys dropped on purpose here

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..build import build_from_checkpoint
 from .metrics import ConfusionMatrix, plot_confusion_matrix, topk_correct
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Modul
     trained model's. Its ``pretrained_cfg`` is the run's preprocessing record (``preprocess``, as
     trained) with the run's class names as labels. Checkpoints from before complete records kept only
     a few overrides; the other options then come from the registry row, with a warning."""
-    from ..build import build_from_checkpoint
-    from ..train.checkpoint import load_checkpoint
+    from ..train.checkpoint import load_checkpoint  # evaluate/ sits below train/ (the loop evaluates)
 
     ckpt = load_checkpoint(path)
     if "model" not in ckpt or "model_name" not in ckpt:

@@ -30,7 +30,9 @@ from .. import __version__
 from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_transform, resolve_data, train_transform
 from ..layers.fastpath import fast_paths_enabled
 from ..models.base import PretrainedCfg
-from ..registry import create_model, get_entry
+from ..build import create_model
+from ..registry import get_entry
+from ..weights import load_weights
 from . import distributed as D
 from .allocator import keep_freed_memory
 from .checkpoint import get_rng_state, load_checkpoint, restore_rng, rng_states, save_atomic
@@ -75,8 +77,6 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, dict[str
     pretrained: bool | str = {"": False, "true": True, "false": False}.get(cfg.pretrained.lower(), cfg.pretrained)
     model = create_model(cfg.model, pretrained=pretrained, **kwargs)
     if cfg.weights:
-        from ..weights import load_weights
-
         log.info("initial weights from %s: %s", cfg.weights, load_weights(model, cfg.weights))
     if cfg.zero_init_head:
         model.reset_classifier(num_classes)
