@@ -40,8 +40,7 @@ from . import registry
 from .models.base import ModelBase, PretrainedCfg
 from .registry import ModelEntry, get_entry, is_registered
 from .weights.hub import download
-from .weights.inspect import candidate_models, describe, infer_architecture
-from .weights.io import decode_metadata
+from .weights.inspect import candidate_models, describe
 from .weights.load import Weights, load_converted, read_weights
 from .weights.pretrained import PretrainedTag, find_tag_by_filename, get_pretrained, labels_for
 
@@ -78,7 +77,7 @@ def weights_require(tag: PretrainedTag | None, weights: Weights | None,
         return need
     need.update(saved_kwargs(weights))
     need.update({k: value for k, (value, _) in weights.implies.items()})
-    info = infer_architecture(weights.state)
+    info = weights.info
     file_classes = info["num_classes"]
     need["num_classes"] = file_classes
     rep = info["kwargs"].get("representation_size")
@@ -96,7 +95,7 @@ def _tuples(value: Any) -> Any:
 
 def saved_kwargs(weights: Weights) -> dict[str, Any]:
     """The constructor arguments a vitkit file (or training checkpoint) was saved with."""
-    saved = decode_metadata(weights.metadata).get("model_kwargs") or {}
+    saved = weights.meta.get("model_kwargs") or {}
     return {k: _tuples(v) for k, v in dict(saved).items()}
 
 
@@ -104,10 +103,10 @@ def model_name_for(weights: Weights | None) -> str:
     """The registered name a file says it was saved from, else the first that fits its shapes."""
     if weights is None:
         raise ValueError("a model name is needed when there are no weights to infer it from")
-    saved = decode_metadata(weights.metadata).get("model")
+    saved = weights.meta.get("model")
     if isinstance(saved, str) and is_registered(saved):
         return saved
-    info = infer_architecture(weights.state)
+    info = weights.info
     fits = candidate_models(info)
     if not fits:
         raise ValueError(f"{weights.name or 'the state dict'} holds {describe(info)}, which matches no registered "
@@ -133,14 +132,14 @@ def preprocessing(entry: ModelEntry, model: nn.Module, tag: PretrainedTag | None
     cfg = row_pretrained_cfg(entry, model)
     if weights is None:
         return cfg
-    meta = decode_metadata(weights.metadata)
+    meta = weights.meta
     if tag is not None:
         cfg.update(tag.cfg())
     cfg.update({k: v for k, v in (meta.get("pretrained_cfg") or {}).items() if k in cfg.keys_()})
     cfg.input_size = (cfg.input_size[0], *_input_hw(model))
     cfg.source = cfg.tag or weights.name
     classes = int(model.init_kwargs.get("num_classes", 0))
-    known = LABEL_SETS_BY_SIZE.get(infer_architecture(weights.state)["num_classes"])
+    known = LABEL_SETS_BY_SIZE.get(weights.info["num_classes"])
     labels = meta.get("labels") or labels_for(cfg.label_set or known, classes)
     cfg.labels = list(labels) if labels and len(labels) == classes else None
     cfg.num_classes = classes

@@ -177,11 +177,8 @@ class Trainer:
         else:
             # ---- data, opened without transforms: the model needs the number of classes, the transforms
             # need the model's preprocessing record (resolve: rank 0 first, it may unpack an archive)
-            if model is not None:
-                in_chans = int(getattr(model, "pretrained_cfg", None).input_size[0]) if hasattr(model, "pretrained_cfg") \
-                    else int(getattr(model, "init_kwargs", {}).get("in_chans", get_entry(cfg.model).kwargs.get("in_chans", 3)))
-            else:
-                in_chans = get_entry(cfg.model).kwargs.get("in_chans", 3)  # TrainConfig cannot change it
+            # input channels: the given model's record, else cfg.model's row (TrainConfig cannot change them)
+            in_chans = int(resolve_preprocessing(model, cfg).input_size[0])
             own_train, own_val = train_set is None, val_set is None
             if own_train or own_val:
                 if not self.dist.is_main:

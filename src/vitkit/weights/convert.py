@@ -17,11 +17,6 @@ from .load import LoadReport, read_weights
 CFG_KEYS = ("mean", "std", "input_size", "crop_pct", "interpolation", "tag", "url")
 
 
-def model_kwargs(model: nn.Module) -> dict[str, Any]:
-    """The constructor arguments a file must carry to rebuild ``model``: all of them (``init_kwargs``)."""
-    return dict(model.init_kwargs)
-
-
 def convert_checkpoint(src: str | Path, dst: str | Path, *, model: str | None = None,
                        fmt: str | None = None, **overrides: Any) -> tuple[LoadReport, str]:
     """Read ``src`` (any supported format), build the vitkit model it fits (``model`` or inferred,
@@ -33,7 +28,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, model: str | None = 
     cfg = net.pretrained_cfg
     metadata: dict[str, Any] = {
         "model": net.model_name,
-        "model_kwargs": model_kwargs(net),
+        "model_kwargs": dict(net.init_kwargs),  # every constructor argument: rebuilds this network
         "pretrained_cfg": {k: cfg[k] for k in CFG_KEYS if cfg.get(k) is not None},
         "source": Path(src).name,
         "source_format": weights.format,

@@ -15,6 +15,7 @@ keys and the detected format; :func:`load` copies the tensors in; :func:`log_rep
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 
 from .formats import Format, detect_format, get_format
 from .inspect import candidate_models, describe, infer_architecture
-from .io import checkpoint_metadata, read_checkpoint, unwrap_state_dict
+from .io import checkpoint_metadata, decode_metadata, read_checkpoint, unwrap_state_dict
 
 log = logging.getLogger(__name__)
 HEAD = ("head.weight", "head.bias")
@@ -78,6 +79,17 @@ class Weights:
     @property
     def where(self) -> str:
         return f"checkpoint (detected format: {self.format})"
+
+    @functools.cached_property
+    def info(self) -> dict[str, Any]:
+        """What the tensors say of their architecture (:func:`~vitkit.weights.inspect.infer_architecture`),
+        worked out once: building a model asks it for the name, the arguments and the label set."""
+        return infer_architecture(self.state)
+
+    @functools.cached_property
+    def meta(self) -> dict[str, Any]:
+        """The metadata with its JSON values decoded (:func:`~vitkit.weights.io.decode_metadata`), once."""
+        return decode_metadata(self.metadata)
 
 
 # ------------------------------------------------------------------------ read → detect → convert
@@ -216,7 +228,7 @@ def check(model: nn.Module, weights: Weights, report: LoadReport, n_tensors: int
     if not strict:
         return
     if report.mismatched:
-        info = infer_architecture(weights.state)
+        info = weights.info
         fits = candidate_models(info)
         hint = f" (e.g. {', '.join(fits[:3])})" if fits else ""
         name = model.model_name
