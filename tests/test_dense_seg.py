@@ -173,3 +173,14 @@ def test_overlay_colours_classes_and_leaves_ignored_pixels():
     assert (colorize(label, palette)[0, 1] == [0, 0, 255]).all() and (colorize(label, palette)[0, 2] == 0).all()
     out = overlay(image, label, palette, alpha=0.5)
     assert tuple(out[0, 0]) == (178, 50, 50) and tuple(out[0, 2]) == (100, 100, 100)
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection"])
+def test_dense_train_without_data_names_the_fix_and_writes_nothing(tmp_path, task):
+    from vitkit.dense import train_det, train_seg
+    from vitkit.dense.recipes import DetRecipe, SegRecipe
+
+    mod, recipe = (train_seg, SegRecipe) if task == "segmentation" else (train_det, DetRecipe)
+    with pytest.raises(ValueError, match="no data: pass data=PATH"):
+        mod.train(recipe(data="", out=str(tmp_path / "run")))
+    assert not (tmp_path / "run").exists()

@@ -183,9 +183,7 @@ def train(r: DetRecipe, resume: bool = False) -> dict[str, Any]:
     from ..train.loop import Trainer
     from ..train.progress import StepLog
 
-    if not r.data:
-        raise ValueError("no data: pass data=PATH (a COCO folder with annotations/, or a YOLO images/labels folder)")
-    task = DetectionTask(r)
+    task = DetectionTask(r)  # its build() names a missing data=PATH
     try:
         result = Trainer(train_config(r), r.out, resume=resume and (Path(r.out) / "checkpoint-last.pt").is_file(),
                          task=task, callbacks=[StepLog(r.log_interval)]).fit()

@@ -182,9 +182,7 @@ def train(r: SegRecipe, resume: bool = False) -> dict[str, Any]:
     from ..train.loop import Trainer
     from ..train.progress import StepLog
 
-    if not r.data:
-        raise ValueError("no data: pass data=PATH (a folder or .tar: ADE20K, CamVid or images/labels)")
-    task = SegmentationTask(r)
+    task = SegmentationTask(r)  # its build() names a missing data=PATH
     try:
         Trainer(train_config(r), r.out, resume=resume and (Path(r.out) / "checkpoint-last.pt").is_file(), task=task,
                 callbacks=[StepLog(r.log_interval)]).fit()
