@@ -110,6 +110,12 @@ def test_num_classes_other_than_the_datas_is_refused_before_training(tmp_path: P
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def test_num_classes_5_on_the_10_digit_classes_is_refused(tmp_path: Path) -> None:
+    """The issue's case: num_classes=5 on MNIST was an IndexError (target 6 out of bounds) inside torch."""
+    with pytest.raises(ValueError, match=r"num_classes=5 but the data has 10 classes \(0, 1, 2, 3, 4, …\)"):
+        Trainer(_cfg(num_classes=5, train_examples=16), tmp_path / "run")
+
+
 @pytest.mark.parametrize("window", [0, -1, -7])
 def test_swin_window_size_must_be_positive(window: int) -> None:
     with pytest.raises(ValueError, match=rf"window_size={window}.*positive"):
@@ -202,5 +208,7 @@ def test_overrides_are_accepted_anywhere_among_the_options(tmp_path: Path, capsy
     assert rc == 0 and (shown["lr"], shown["min_lr"], shown["seed"]) == (0.5, 0.01, 7)
     args = build_parser().parse_args(["vtab", "pretrained=true", "--tasks", "t", "--out", "o", "seed=1"])
     assert args.overrides == ["pretrained=true", "seed=1"]
+    args = build_parser().parse_args(["segment", "train", "lr=1e-4", "--out", "o", "crop_size=64,64"])
+    assert args.overrides == ["lr=1e-4", "crop_size=64,64"]
     with pytest.raises(SystemExit):  # an unknown option is still an error, not an override
         build_parser().parse_args(["train", "lr=1", "--no-such-option"])

@@ -200,3 +200,24 @@ def test_official_md5_table_is_torchvisions() -> None:
     theirs = {md5: name for cls in (CIFAR10, CIFAR100) for name, md5 in cls.train_list + cls.test_list}
     theirs.update({cls.meta["md5"]: cls.meta["filename"] for cls in (CIFAR10, CIFAR100)})
     assert cifar_mod.OFFICIAL_MD5 == theirs
+
+
+def test_images_are_decoded_only_by_image_decoders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIL picks the decoder from the content: an EPS file named .png would go to Ghostscript (an outside
+    program with a history of code-execution bugs). Data sets only use the image formats they list."""
+    from PIL import EpsImagePlugin
+
+    from vitkit.data import ImageFolder, Skipped
+
+    marker = tmp_path / "GHOSTSCRIPT_RAN"
+
+    def fake_ghostscript(*args, **kwargs):
+        marker.touch()
+        raise OSError("fake Ghostscript")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", fake_ghostscript)
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "a" / "x.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nshowpage\n")
+    item = ImageFolder(tmp_path / "data")[0]
+    assert isinstance(item, Skipped) and "cannot identify" in item.error
+    assert not marker.exists()
