@@ -75,7 +75,8 @@ def test_damaged_checkpoint_last_points_to_checkpoint_best(tmp_path: Path, capsy
     run = tmp_path / "run"
     run.mkdir()
     model = create_model("vit_micro_patch4_28")
-    save_atomic({"model": model.state_dict(), "model_name": "vit_micro_patch4_28", "epoch": 3}, run / "checkpoint-best.pt")
+    save_atomic({"model": model.state_dict(), "model_name": "vit_micro_patch4_28", "epoch": 3},
+                run / "checkpoint-best.pt")
     good = (run / "checkpoint-best.pt").read_bytes()
     (run / "checkpoint-last.pt").write_bytes(good[: len(good) // 3])
     with pytest.raises(ValueError) as e:
@@ -89,6 +90,20 @@ def test_damaged_checkpoint_last_points_to_checkpoint_best(tmp_path: Path, capsy
     (run / "checkpoint-best.pt").write_bytes(b"")
     with pytest.raises(ValueError, match=r"checkpoint-best\.pt is damaged.*0 bytes"):
         load_checkpoint(run / "checkpoint-best.pt")
+
+
+def test_resume_from_a_damaged_checkpoint_last_is_one_line_pointing_to_best(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    from vitkit.train import train
+
+    out = tmp_path / "run"
+    train(_cfg(data=str(_digit_folder(tmp_path / "data", classes=2, per_class=8)), val_fraction=0.25), out)
+    last = out / "checkpoint-last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # killed while copying the run folder, say
+    rc = main(["train", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err.replace(str(tmp_path), "")
+    assert rc == 2 and "checkpoint-last.pt is damaged" in err and "checkpoint-best.pt" in err, err
+    assert "Traceback" not in err
 
 
 def test_untrusted_pickle_still_gets_the_weights_only_advice(tmp_path: Path) -> None:

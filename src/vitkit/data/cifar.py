@@ -158,7 +158,8 @@ class CIFAR(ImageDataset):
         data, labels = [], []
         for f in files:
             d = _unpickle(folder / f)
-            data.append(np.asarray(_entry(d, "data", folder / f), dtype=np.uint8).reshape(-1, 3, 32, 32))  # (n, C, H, W)
+            rows = np.asarray(_entry(d, "data", folder / f), dtype=np.uint8)
+            data.append(rows.reshape(-1, 3, 32, 32))  # (n, C, H, W)
             labels.extend(int(v) for v in _entry(d, label_key, folder / f))
         self.images = torch.from_numpy(np.concatenate(data))
         self.targets = labels

@@ -141,8 +141,8 @@ class TrainConfig:
         scaled = f" (lr × batch_size / lr_base_batch = {run_lr:.3g})" if self.lr_base_batch else ""
         need(0 <= self.min_lr <= run_lr, "min_lr", f"the schedule decays from lr={run_lr:.3g}{scaled} to min_lr, so "
              "min_lr must be in [0, lr]; 0 or about lr/100 is usual")
-        need(0 <= self.warmup_lr <= run_lr, "warmup_lr", f"the warm-up rises from warmup_lr to lr={run_lr:.3g}{scaled}, "
-             "so warmup_lr must be in [0, lr]; 0 or 1e-6 is usual")
+        need(0 <= self.warmup_lr <= run_lr, "warmup_lr", f"the warm-up rises from warmup_lr to "
+             f"lr={run_lr:.3g}{scaled}, so warmup_lr must be in [0, lr]; 0 or 1e-6 is usual")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0 < self.layer_decay <= 1, "layer_decay", "must be in (0, 1]; 1 turns it off, 0.65-0.75 is usual")
         need(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1); 0 turns EMA off, 0.9999 is the paper's")
@@ -179,8 +179,9 @@ def check_num_classes(requested: int, classes: list[str], model_classes: int | N
         return
     names = ", ".join(map(str, classes[:5])) + (", …" if k > 5 else "")
     if requested and requested != k:
-        raise ValueError(f"num_classes={requested} but the data has {k} classes ({names}): labels past "
-                         f"{requested - 1} would not fit the classifier, or outputs would never be trained. Set "
+        why = (f"labels {requested}..{k - 1} would not fit the classifier" if requested < k else
+               f"outputs {k}..{requested - 1} would never be trained")
+        raise ValueError(f"num_classes={requested} but the data has {k} classes ({names}): {why}. Set "
                          f"num_classes=0 to take it from the data (or num_classes={k}), or train on data with "
                          f"{requested} class folders")
     if model_classes is not None and model_classes != k:

@@ -200,7 +200,7 @@ class Trainer:
                 raise ValueError("num_classes could not be taken from the data; set num_classes=K")
 
             # ---- the model, and the preprocessing it asks for (its pretrained_cfg: the weights' record)
-            check_num_classes(cfg.num_classes, self.classes, None if model is None else getattr(model, "num_classes", None))
+            check_num_classes(cfg.num_classes, self.classes, getattr(model, "num_classes", None))
             check_readable(train_set, "training")
             check_readable(val_set, "validation")
             if model is None:
@@ -486,7 +486,8 @@ class Trainer:
             eta = self._seconds_per_step() * (self.total_steps - self.global_step)
             log.info(epoch_summary(row, self.num_epochs, eta if not last else None))
             report_unreadable("training", s["skipped"], s["samples"] + s["skipped"], f"epoch {self.epoch}", stop=False)
-            report_unreadable("validation", row.get("val_skipped", 0), len(self.val_set), f"epoch {self.epoch}", stop=False)
+            report_unreadable("validation", row.get("val_skipped", 0), len(self.val_set), f"epoch {self.epoch}",
+                              stop=False)
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         self._save_last()
         if is_best:

@@ -239,10 +239,11 @@ def architecture_problem(model: nn.Module, weights: Weights) -> str | None:
     theirs, ours = _family(saved), _family(built)
     if theirs is None or ours is None or theirs == ours:
         return None
-    return (f"{weights.name or 'the state dict'}'s metadata says it holds {saved} (a {FAMILY_NAMES.get(theirs, theirs)}), "
-            f"but the model is {built} (a {FAMILY_NAMES.get(ours, ours)}): its tensors are not this network's. Build "
-            f"the model the file names (vitkit.create_model({saved!r}, weights=PATH) or --model {saved}), or fine-tune "
-            f"a {FAMILY_NAMES.get(ours, ours)} from a {FAMILY_NAMES.get(ours, ours)} checkpoint")
+    theirs, ours = FAMILY_NAMES.get(theirs, theirs), FAMILY_NAMES.get(ours, ours)
+    return (f"{weights.name or 'the state dict'}'s metadata says it holds {saved} (a {theirs}), but the model is "
+            f"{built} (a {ours}): its tensors are not this network's. Build the model the file names "
+            f"(vitkit.create_model({saved!r}) then load_weights, or model={saved} in a training config), or fine-tune "
+            f"a {ours} from a {ours} checkpoint")
 
 
 def dtype_problems(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
@@ -278,9 +279,9 @@ def check_values(model: nn.Module, weights: Weights, fitted: Fitted, target: Map
                         "by a tool that stores these tensors differently; pass fmt=NAME if the format was misdetected")
     bad = nonfinite_problems(fitted.state)
     if bad:
-        problems.append(f"the {weights.where} holds non-finite values (NaN or inf) in {len(bad)} tensors: {_first(bad)}. "
-                        "A model loaded from it outputs NaN; it was probably saved after training diverged: use an "
-                        "earlier checkpoint (or pass strict=False to load it anyway)")
+        problems.append(f"the {weights.where} holds non-finite values (NaN or inf) in {len(bad)} tensors: "
+                        f"{_first(bad)}. A model loaded from it outputs NaN; it was probably saved after training "
+                        "diverged: use an earlier checkpoint (or pass strict=False to load it anyway)")
     if strict and problems:
         raise ValueError(problems[0])
     for p in problems:
