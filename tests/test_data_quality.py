@@ -52,6 +52,27 @@ def test_split_of_git_lfs_pointers_stops_naming_the_folder_and_the_cause(tmp_pat
     assert not (tmp_path / "run" / "checkpoint-last.pt").exists()
 
 
+def test_vitkit_eval_on_a_split_of_lfs_pointers_stops_naming_the_cause(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    from vitkit import create_model
+    from vitkit.cli import main
+    from vitkit.train.loop import model_record
+
+    model = create_model("vit_micro_patch4_28", num_classes=2)
+    torch.save({**model_record(model), "model": model.state_dict(), "classes": ["class0", "class1"],
+                "preprocess": model.pretrained_cfg.to_dict(), "config": {}}, tmp_path / "ckpt.pt")
+    for split in ("train", "test"):
+        for c in range(2):
+            (tmp_path / "data" / split / f"class{c}").mkdir(parents=True)
+            (tmp_path / "data" / split / f"class{c}" / "0.jpg").write_text(LFS_POINTER)
+    rc = main(["eval", "--checkpoint", str(tmp_path / "ckpt.pt"), "--data", str(tmp_path / "data"), "--split", "test",
+               "--num-workers", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "test split" in err and str(tmp_path / "data" / "test") in err and "git lfs pull" in err, err
+
+
 def test_split_with_no_readable_image_stops_naming_the_split(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _digits(data / "train")
