@@ -59,6 +59,9 @@ def build(name: str | None, overrides: Mapping[str, Any] | None = None, *, tag: 
         tag = find_tag_by_filename(w.name)  # a local copy of a published file: its tag's facts
     entry = get_entry(name or model_name_for(w))
     kwargs = {**entry.kwargs, **weights_require(tag, w, overrides), **overrides}
+    if int(kwargs.get("num_classes", 0) or 0) < 0:
+        raise ValueError(f"num_classes={kwargs['num_classes']}: give the number of classes, or 0 (no classifier: the "
+                         "model returns pooled features)")
     model = entry.builder(**kwargs)
     model.model_name = entry.name
     model.pretrained_cfg = preprocessing(entry, model, tag if w is not None else None, w)

@@ -36,6 +36,9 @@ def _train_args(p: argparse.ArgumentParser, default_recipe: str, length: str) ->
     p.add_argument("--out", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.pt")
     p.add_argument("overrides", nargs="*", metavar="field=value", help="any recipe field, e.g. lr=1e-4 crop_size=256,256")
+    from .train import accept_overrides_anywhere  # field=value anywhere among the options
+
+    accept_overrides_anywhere(p)
 
 
 def _recipe(args: argparse.Namespace, table: dict, length: str):

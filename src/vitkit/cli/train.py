@@ -19,6 +19,26 @@ from pathlib import Path
 RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_every", "threads"}
 
 
+def accept_overrides_anywhere(parser: argparse.ArgumentParser, dest: str = "overrides") -> argparse.ArgumentParser:
+    """Let ``field=value`` words stand anywhere among the options (``train weights=x --out d lr=1``).
+
+    argparse fills a ``nargs="*"`` positional from one run of words only; words of a later run come
+    back unrecognised and the command fails. This parser (as a sub-command, argparse calls its
+    ``parse_known_args``) moves such ``field=value`` words onto ``dest``, in command-line order;
+    anything else unrecognised (``--no-such-option``) is still an error."""
+    inner = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # noqa: ANN001, ANN202 - argparse's signature
+        ns, extras = inner(args, namespace)
+        late = [a for a in extras if "=" in a and not a.startswith("-")]
+        if late:
+            setattr(ns, dest, list(getattr(ns, dest, None) or []) + late)
+        return ns, [a for a in extras if a not in late]
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    return parser
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train or fine-tune a classifier (no arguments: the embedded MNIST demo)",
                        description="Train with a recipe; any config field can be set as field=value.")
@@ -33,6 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides, e.g. lr=3e-4 mixup=0.8")
     p.set_defaults(func=run_train)
+    accept_overrides_anywhere(p)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix")
     e.add_argument("--checkpoint", required=True, help="checkpoint-best.pt or checkpoint-last.pt of a run")
@@ -60,6 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--lr", type=float, default=0.01)
     v.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides, e.g. pretrained=true")
     v.set_defaults(func=run_vtab)
+    accept_overrides_anywhere(v)
 
 
 def run_vtab(args: argparse.Namespace) -> int:

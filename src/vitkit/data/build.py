@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .cifar import CIFAR, find_cifar_folder
-from .folder import ImageFolder
+from .folder import ImageFolder, find_classes
 from .images import ImageDataset, SubsetView, holdout_indices
 from .mnist import EmbeddedMNIST
 
@@ -163,7 +163,7 @@ def build_dataset(
         train_classes = None
         folder = src.root / "train"
         if own != "train":
-            train_classes = ImageFolder(folder, mode=mode).classes if folder.is_dir() else None
+            train_classes = find_classes(folder) if folder.is_dir() else None  # the label order, without a walk
             other = "test" if own == "val" else "val"
             found = [src.root / n for n in (own, other) if (src.root / n).is_dir()]
             if not found:

@@ -1,11 +1,14 @@
 """Image folders: one sub-folder per class, any common image format, any colour mode."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 from .images import IMAGE_EXTENSIONS, ImageDataset, load_image
+
+log = logging.getLogger(__name__)
 
 
 def find_classes(root: str | Path) -> list[str]:
@@ -52,6 +55,16 @@ class ImageFolder(ImageDataset):
                         self.targets.append(label)
         if not self.samples:
             raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {str(self.root)!r}")
+        seen = set(self.targets)
+        empty = [name for label, name in enumerate(self.classes) if label not in seen]
+        if empty:  # still classes (the label order must not shift), but never seen here: say so
+            given = classes is not None
+            log.warning(
+                "%s: %d class%s with no image file%s: %s. %s", self.root, len(empty), "es" if len(empty) > 1 else "",
+                " in this split" if given else "", ", ".join(empty[:10]) + (" …" if len(empty) > 10 else ""),
+                "Their accuracy cannot be measured on this split" if given else
+                "They stay classes the model never sees (their outputs are only pushed down); remove those "
+                "folders if they are not classes, or add their images")
 
     def load(self, i: int) -> Any:
         return load_image(self.samples[i], self.mode)

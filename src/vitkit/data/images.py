@@ -13,7 +13,9 @@ distributed runs exact (see :class:`vitkit.data.sampler.ShardedSampler`).
 """
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -70,9 +72,27 @@ def convert_mode(img: Image.Image, mode: str = "RGB") -> Image.Image:
     return img if img.mode == mode else img.convert(mode)
 
 
+# the decoders PIL may use: it detects the format from the content, not the extension, and some of
+# its other plugins hand the file to outside programs (EPS → Ghostscript), which a data set must not reach
+PIL_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+
+
+@functools.lru_cache(maxsize=1)
+def _pil_formats() -> tuple[str, ...]:
+    Image.init()  # registers every plugin, so that the names can be looked up (WEBP only where built)
+    return tuple(f for f in PIL_FORMATS if f in Image.OPEN)
+
+
+def open_image(path: Any) -> Image.Image:
+    """``PIL.Image.open`` restricted to :data:`PIL_FORMATS` (whatever the file's name says): what every
+    reader of user images in vitkit calls."""
+    return Image.open(path, formats=_pil_formats())
+
+
 def load_image(path: str, mode: str = "RGB") -> Image.Image:
-    """Open, fully decode (so truncation shows here, not later) and convert an image file."""
-    with Image.open(path) as im:
+    """Open, fully decode (so truncation shows here, not later) and convert an image file (one of
+    :data:`PIL_FORMATS`, whatever its name says)."""
+    with open_image(path) as im:
         im.load()
         return convert_mode(im, mode)
 
@@ -155,6 +175,78 @@ def holdout_indices(targets: Sequence[int], fraction: float) -> tuple[list[int],
         seen[t] = j + 1
         (held if int((j + 1) * fraction) > int(j * fraction) else kept).append(i)
     return kept, held
+
+
+UNREADABLE_WARN_FRACTION = 0.01  # above this share of skipped images a run warns (below: an info line)
+PROBE_IMAGES = 16  # images decoded per split before training, to catch a split that has none readable
+
+
+def _likely_cause(path: str) -> str:
+    """What an unreadable file most likely is, from its first bytes (for the error message)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(256)
+    except OSError as e:
+        return f"files that cannot be opened ({type(e).__name__}: {e})"
+    if not head:
+        return "empty files (0 bytes): an interrupted copy, download or extraction; copy the data set again"
+    if head.startswith(b"version https://git-lfs"):
+        return ("Git LFS pointer files (small text files standing in for the images): the repository was cloned "
+                "without its LFS content; run `git lfs pull` in it (after `git lfs install`), then train again")
+    low = head.lower()
+    if b"<html" in low or b"<!doctype" in low:
+        return "HTML pages, not images: a download that returned a web page (a login or error page); download again"
+    return "not decodable as images (truncated, another format under an image extension, or corrupt)"
+
+
+def _root_of(ds: Any) -> str:
+    while isinstance(ds, SubsetView):
+        ds = ds.base
+    root = getattr(ds, "root", None) or getattr(ds, "folder", None)
+    return f" ({root})" if root is not None else ""
+
+
+def check_readable(ds: Any, split: str, n: int = PROBE_IMAGES) -> None:
+    """Decode up to ``n`` images spread evenly over ``ds`` and raise ValueError, naming the folder and
+    the likely cause (Git LFS pointers, empty files, HTML pages), when none of them can be read: such a
+    split would otherwise "train" on nothing (loss 0) or score nothing. Datasets without ``load`` are
+    not checked; single unreadable files are left to the loop, which counts and reports them."""
+    if not callable(getattr(ds, "load", None)) or len(ds) == 0:
+        return
+    m = min(n, len(ds))
+    picks = sorted({round(k * (len(ds) - 1) / max(m - 1, 1)) for k in range(m)})
+    errors = []
+    for i in picks:
+        try:
+            ds.load(i)
+            return
+        except Exception as e:  # noqa: BLE001 - any decoding failure counts as unreadable
+            errors.append((ds.source(i), f"{type(e).__name__}: {e}"))
+    source, error = errors[0]
+    cause = _likely_cause(source) if os.path.isfile(source) else "unreadable"
+    raise ValueError(f"the {split} split{_root_of(ds)} has no readable image: none of the {len(picks)} images tried "
+                     f"(spread over its {len(ds)}) could be decoded. They look like {cause}. First: {source} "
+                     f"({error[:200]})")
+
+
+def report_unreadable(split: str, skipped: int, total: int, when: str = "", stop: bool = True) -> None:
+    """Say how many of ``total`` ``split`` images were unreadable and skipped: a warning with the
+    share above :data:`UNREADABLE_WARN_FRACTION`, an info line below it, and (``stop``) a ValueError
+    when every one was."""
+    if skipped <= 0 or total <= 0:
+        return
+    where = f"{when}: " if when else ""
+    if stop and skipped >= total:
+        raise ValueError(f"{where}all {total} {split} images were unreadable; nothing was learned or measured. "
+                         "Check the data folder (Git LFS pointers, empty or truncated files)")
+    share = skipped / total
+    msg = (f"{where}{skipped} of {total} {split} images ({100 * share:.1f}%) were unreadable and skipped "
+           "(the warnings above name the first ones)")
+    if share > UNREADABLE_WARN_FRACTION:
+        log.warning("%s: more than %g%% of the split, so the results describe a different data set; repair or "
+                    "remove those files", msg, 100 * UNREADABLE_WARN_FRACTION)
+    else:
+        log.info(msg)
 
 
 def collate(batch: list[Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 
 from ..data.sampler import seeded_call, split_item
 from .seg_data import IMAGE_EXTS
+from ..data.images import open_image  # PIL limited to image decoders (no EPS → Ghostscript)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ COCO80 = (
 
 
 def _read_rgb(path: Path) -> torch.Tensor:
-    with Image.open(path) as im:
+    with open_image(path) as im:
         return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)  # (3, H, W)
 
 

@@ -26,6 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..data.sampler import seeded_call, split_item
+from ..data.images import open_image  # PIL limited to image decoders (no EPS → Ghostscript)
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -110,9 +111,9 @@ class SegFolder(Dataset):
 
     def load(self, i: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         img_path, lbl_path = self.items[i]
-        with Image.open(img_path) as im:
+        with open_image(img_path) as im:
             img = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)  # (3, H, W)
-        with Image.open(lbl_path) as im:
+        with open_image(lbl_path) as im:
             raw = np.asarray(im if im.mode in ("L", "P") else im.convert("L"))
         lab = self.spec.lut[raw]
         if raw.shape != tuple(img.shape[1:]):

@@ -25,6 +25,7 @@ from .runtime import DistInfo, ShardSampler, autocast, load_checkpoint as _load,
 from .seg_data import IGNORE, EvalTransform, SegSpec, collate_pad, open_segmentation, train_transform
 from .seg_metrics import SegMetric
 from .upernet import Segmenter, build_segmenter
+from ..data.images import open_image  # PIL limited to image decoders (no EPS → Ghostscript)
 
 log = logging.getLogger("vitkit.dense")
 
@@ -223,7 +224,7 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str |
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, path in enumerate(images):
-        with Image.open(path) as im:
+        with open_image(path) as im:
             rgb = np.asarray(im.convert("RGB")).copy()
         x, _ = tf(torch.from_numpy(rgb).permute(2, 0, 1), None)
         logits = predict_logits(model, x[None].to(device), num_classes=spec.num_classes, mode=mode,
@@ -231,7 +232,7 @@ def predict(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str |
         pred = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
         gt = None
         if labels and labels[i]:
-            with Image.open(labels[i]) as im:
+            with open_image(labels[i]) as im:
                 gt = spec.lut[np.asarray(im)]
         stem = Path(path).stem
         Image.fromarray(pred).save(out_dir / f"{stem}.png")

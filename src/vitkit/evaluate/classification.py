@@ -139,6 +139,7 @@ def evaluate_checkpoint(
     ``val_fraction`` defaults to the training run's, so ``split="val"`` is the same held-out set.
     """
     from ..data import build_dataset, collate, eval_transform, resolve_data
+    from ..data.images import check_readable
     from ..train.distributed import pick_device
 
     model, ckpt = model_from_checkpoint(checkpoint, ema=ema)
@@ -158,6 +159,7 @@ def evaluate_checkpoint(
         tf = eval_transform(size, mean=pcfg["mean"], std=pcfg["std"], interpolation=pcfg.get("interpolation", "bicubic"),
                             crop_pct=pcfg.get("crop_pct", 1.0))
         ds = build_dataset(src, split, tf, mode=mode, val_fraction=vf if split != "test" else 0.0)
+        check_readable(ds, split)  # a split of Git LFS pointers or empty files: stop, naming the cause
         if list(ds.classes) != list(classes):
             raise ValueError(f"the data's classes {ds.classes[:5]}… differ from the checkpoint's {classes[:5]}…; "
                              "evaluate on data with the same class folders")

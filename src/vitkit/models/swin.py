@@ -236,6 +236,9 @@ class SwinTransformer(ModelBase):
         ape: bool = False,
     ) -> None:
         super().__init__()
+        if window_size < 1:  # 0 divides by zero in the window partition; negative sizes index backwards
+            raise ValueError(f"window_size={window_size}: the attention window must be a positive number of patches, "
+                             "e.g. 7 (Swin at 224 px) or 4 (at 32 px)")
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length")
         self.num_classes = num_classes

@@ -41,10 +41,9 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a vitkit checkpoint on the CPU (tensors and plain Python values only: ``weights_only``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    from ..weights.io import load_torch_file  # a damaged file is named, with the run's other checkpoints
+
+    return load_torch_file(path)
 
 
 def get_rng_state() -> dict[str, Any]:

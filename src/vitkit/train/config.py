@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import typing
 from dataclasses import dataclass, fields
 from typing import Any
@@ -114,6 +115,10 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"{field}={getattr(self, field)!r}: {msg}")
 
+        for f in fields(self):  # inf/nan pass every comparison below that they should fail
+            value = getattr(self, f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                need(not isinstance(v, float) or math.isfinite(v), f.name, "must be a finite number")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"choose one of {OPTIMIZERS}")
         need(self.schedule in SCHEDULES, "schedule", f"choose one of {SCHEDULES}")
         need(self.precision in PRECISIONS, "precision", f"choose one of {PRECISIONS}")
@@ -131,6 +136,13 @@ class TrainConfig:
         need(self.batch_size % self.accum_steps == 0, "batch_size",
              f"must be divisible by accum_steps={self.accum_steps}")
         need(self.lr > 0, "lr", "must be positive, e.g. 1e-3")
+        need(self.lr_base_batch >= 0, "lr_base_batch", "must be >= 0 (0 = lr is the run's learning rate)")
+        run_lr = self.lr * self.batch_size / self.lr_base_batch if self.lr_base_batch else self.lr
+        scaled = f" (lr × batch_size / lr_base_batch = {run_lr:.3g})" if self.lr_base_batch else ""
+        need(0 <= self.min_lr <= run_lr, "min_lr", f"the schedule decays from lr={run_lr:.3g}{scaled} to min_lr, so "
+             "min_lr must be in [0, lr]; 0 or about lr/100 is usual")
+        need(0 <= self.warmup_lr <= run_lr, "warmup_lr", f"the warm-up rises from warmup_lr to "
+             f"lr={run_lr:.3g}{scaled}, so warmup_lr must be in [0, lr]; 0 or 1e-6 is usual")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(0 < self.layer_decay <= 1, "layer_decay", "must be in (0, 1]; 1 turns it off, 0.65-0.75 is usual")
         need(0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1); 0 turns EMA off, 0.9999 is the paper's")
@@ -153,8 +165,32 @@ class TrainConfig:
         need(self.eval_every >= 1, "eval_every", "must be at least 1")
         need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = end of each epoch only)")
         need(self.mixup >= 0 and self.cutmix >= 0, "mixup", "Mixup and CutMix α must be >= 0")
-        need(self.img_size >= 0 and self.num_classes >= 0, "img_size", "must be >= 0 (0 = the model's)")
+        need(self.img_size >= 0, "img_size", "must be >= 0 (0 = the model's)")
+        need(self.num_classes >= 0, "num_classes", "must be >= 0 (0 = the number of classes in the data)")
         return self
+
+
+def check_num_classes(requested: int, classes: list[str], model_classes: int | None = None) -> None:
+    """Refuse, before anything is trained, a classifier whose number of outputs is not the data's
+    number of classes (``requested``: ``num_classes``, 0 = the data's; ``model_classes``: a given
+    model's ``num_classes``); say so when the data has a single class."""
+    k = len(classes)
+    if not k:
+        return
+    names = ", ".join(map(str, classes[:5])) + (", …" if k > 5 else "")
+    if requested and requested != k:
+        why = (f"labels {requested}..{k - 1} would not fit the classifier" if requested < k else
+               f"outputs {k}..{requested - 1} would never be trained")
+        raise ValueError(f"num_classes={requested} but the data has {k} classes ({names}): {why}. Set "
+                         f"num_classes=0 to take it from the data (or num_classes={k}), or train on data with "
+                         f"{requested} class folders")
+    if model_classes is not None and model_classes != k:
+        what = "has no classifier head (num_classes=0)" if model_classes <= 0 else f"has {model_classes} outputs"
+        raise ValueError(f"the model {what} but the data has {k} classes ({names}); build it with num_classes={k}")
+    if k == 1:
+        log.warning("the data has only one class (%s): every prediction is that class, so accuracy is 100%% and "
+                    "the loss 0 whatever the model learns. Put each class in its own sub-folder "
+                    "(ROOT/<class>/<images>); a single folder of images is one class", classes[0])
 
 
 def _convert(text: str, tp: Any, name: str) -> Any:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import __version__
 from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_transform, resolve_data, train_transform
+from ..data.images import check_readable, report_unreadable
 from ..layers.fastpath import fast_paths_enabled
 from ..models.base import PretrainedCfg
 from ..build import create_model
@@ -36,7 +37,7 @@ from ..weights import load_weights
 from . import distributed as D
 from .allocator import keep_freed_memory
 from .checkpoint import get_rng_state, load_checkpoint, restore_rng, rng_states, save_atomic
-from .config import TrainConfig
+from .config import TrainConfig, check_num_classes
 from .ema import ModelEma
 from .fsdp import full_tensor
 from .optim import WarmupDecay, build_optimizer, param_groups
@@ -199,6 +200,9 @@ class Trainer:
                 raise ValueError("num_classes could not be taken from the data; set num_classes=K")
 
             # ---- the model, and the preprocessing it asks for (its pretrained_cfg: the weights' record)
+            check_num_classes(cfg.num_classes, self.classes, getattr(model, "num_classes", None))
+            check_readable(train_set, "training")
+            check_readable(val_set, "validation")
             if model is None:
                 model, _ = build_model(cfg, num_classes)
             pcfg = resolve_preprocessing(model, cfg, self.classes)
@@ -481,9 +485,9 @@ class Trainer:
                 f.write(json.dumps(row) + "\n")
             eta = self._seconds_per_step() * (self.total_steps - self.global_step)
             log.info(epoch_summary(row, self.num_epochs, eta if not last else None))
-            if s["skipped"]:
-                log.warning("epoch %d: %d unreadable images were skipped (see the warnings above)", self.epoch,
-                            s["skipped"])
+            report_unreadable("training", s["skipped"], s["samples"] + s["skipped"], f"epoch {self.epoch}", stop=False)
+            report_unreadable("validation", row.get("val_skipped", 0), len(self.val_set), f"epoch {self.epoch}",
+                              stop=False)
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         self._save_last()
         if is_best:

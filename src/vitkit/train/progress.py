@@ -62,7 +62,7 @@ def epoch_summary(row: dict[str, Any], epochs: int, eta: float | None = None) ->
     parts = [f"{where} step {row['step']}", f"train_loss {row['train_loss']:.4f}"]
     val = [f"{k} {v * 100:.2f}%" if "acc" in k.lower() else f"{k} {v:.4f}"
            for k, v in row.items() if (k.startswith("val_") or k.startswith("ema_val_")) and isinstance(v, (int, float))
-           and not isinstance(v, bool)]
+           and not isinstance(v, bool) and not k.endswith("skipped")]  # counts: reported on their own
     if val:
         parts.append(" ".join(val))
     parts.append(f"lr {row['lr']:.3g}")

@@ -83,4 +83,4 @@ class ClassificationTask:
 
         r = evaluate(model, loader, device=device, num_classes=self.num_classes, class_names=self.class_names,
                      autocast=autocast, channels_last=channels_last)
-        return {"val_loss": r.loss, "val_acc1": r.acc1, "val_acc5": r.acc5}
+        return {"val_loss": r.loss, "val_acc1": r.acc1, "val_acc5": r.acc5, "val_skipped": r.skipped}

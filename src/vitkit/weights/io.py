@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -50,23 +52,70 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
     name = path.name.lower()
     if name.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            return {k: _as_tensor(z[k]) for k in z.files}, {}
+        try:
+            with np.load(path, allow_pickle=False) as z:  # object arrays (pickles) refused by numpy
+                return {k: _as_tensor(z[k]) for k in z.files}, {}
+        except Exception as e:
+            raise DamagedFileError(damaged_message(path, e, "a .npz archive")) from None
     if name.endswith(".safetensors"):
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickled Python objects besides tensors: refuse, do not execute them
-        raise ValueError(
-            f"{path} is not a plain tensor checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
-            "If you trust the file, load it with torch.load(path, weights_only=False) and pass the state "
-            "dict (or its 'model' entry) to vitkit.load_weights"
-        ) from e
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                return {k: f.get_tensor(k) for k in f.keys()}, meta
+        except Exception as e:
+            raise DamagedFileError(damaged_message(path, e, "a safetensors file")) from None
+    obj = load_torch_file(path)
     return unwrap_state_dict(obj), checkpoint_metadata(obj)
+
+
+class DamagedFileError(ValueError):
+    """A checkpoint file that cannot be read: truncated, empty, or not of the format its name says."""
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+
+
+def damaged_message(path: Path, error: BaseException, kind: str) -> str:
+    """``path`` is damaged: what was found, the likely cause, and where a good copy may be (for a
+    run's ``checkpoint-last.pt``, the other checkpoints of the run folder)."""
+    path = Path(path)
+    size = path.stat().st_size
+    what = "it is empty (0 bytes)" if size == 0 else f"{size:,} bytes that are not {kind} ({_first_line(error)})"
+    msg = (f"{path} is damaged: {what}. It was probably cut short (a save or copy interrupted, a disk that "
+           "filled up, an incomplete download) or is another kind of file under this name")
+    others = sorted(p.name for p in path.parent.glob("checkpoint-*.pt") if p != path and p.stat().st_size > 0)
+    if path.name.startswith("checkpoint-last") and others:
+        msg += (f". The run folder also holds {', '.join(others)}: evaluate it, or start a new run from its weights "
+                f"(weights={path.parent / others[0]}); a damaged checkpoint-last.pt cannot be resumed")
+    else:
+        msg += "; download or copy it again, or use another checkpoint"
+    return msg
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` with tensors and plain Python values only (``weights_only``: nothing in the
+    file is executed). A file that holds other Python objects is refused with the advice to load it
+    yourself if you trust it; a truncated, empty or garbage file is named as damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e) and "Unsupported class" not in str(e):
+            raise DamagedFileError(damaged_message(path, e, "a torch.save file")) from None
+        globs = re.findall(r"GLOBAL ([\w.]+)", str(e))
+        raise ValueError(  # pickled Python objects besides tensors: refuse, do not execute them
+            f"{path} is not a plain tensor checkpoint: it holds pickled Python objects"
+            f"{f' ({globs[0]})' if globs else ''}, which are not loaded because unpickling them could run code. "
+            "If you trust the file, load it with torch.load(path, weights_only=False) and pass the state "
+            "dict (or its 'model' entry) to vitkit.load_weights") from None
+    except Exception as e:  # zip central directory missing, EOF, a bad key: the bytes are not a checkpoint
+        raise DamagedFileError(damaged_message(path, e, "a torch.save file")) from None
 
 
 def checkpoint_metadata(obj: Any) -> dict[str, str]:

@@ -11,7 +11,9 @@ ViT §3.2) or drops the pre-training pre-logits layer with it; :func:`fit` asks 
 tensor whose shape differs from its own (``model.fit_tensor``: position embeddings and bias tables
 resampled to its geometry); :func:`check` refuses, with ``strict=True`` (the default), a tensor the
 model needs but the file lacks, one it cannot place, or one of the wrong shape, naming the first
-keys and the detected format; :func:`load` copies the tensors in; :func:`log_report` says what happened.
+keys and the detected format, and (:func:`check_values`) a file whose metadata names another model
+family, tensors of another kind (an integer tensor in a float slot) and NaN/inf values; :func:`load`
+copies the tensors in; :func:`log_report` says what happened.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..registry import get_entry, is_registered
 from .formats import Format, detect_format, get_format
 from .inspect import candidate_models, describe, infer_architecture
 from .io import checkpoint_metadata, decode_metadata, read_checkpoint, unwrap_state_dict
@@ -222,6 +225,70 @@ def _first(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + more
 
 
+FAMILY_NAMES = {"vit": "ViT", "swin": "Swin"}
+
+
+def _family(name: Any) -> str | None:
+    return get_entry(name).family or None if isinstance(name, str) and is_registered(name) else None
+
+
+def architecture_problem(model: nn.Module, weights: Weights) -> str | None:
+    """A vitkit file (or training checkpoint) whose metadata names a model of another family than
+    ``model`` (a Swin file into a ViT): whatever the shapes say, the weights are not this network's."""
+    saved, built = weights.meta.get("model"), getattr(model, "model_name", None)
+    theirs, ours = _family(saved), _family(built)
+    if theirs is None or ours is None or theirs == ours:
+        return None
+    theirs, ours = FAMILY_NAMES.get(theirs, theirs), FAMILY_NAMES.get(ours, ours)
+    return (f"{weights.name or 'the state dict'}'s metadata says it holds {saved} (a {theirs}), but the model is "
+            f"{built} (a {ours}): its tensors are not this network's. Build the model the file names "
+            f"(vitkit.create_model({saved!r}) then load_weights, or model={saved} in a training config), or fine-tune "
+            f"a {ours} from a {ours} checkpoint")
+
+
+def dtype_problems(state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> list[str]:
+    """Tensors whose kind (floating point or integer/bool) differs from the model's slot: copying
+    would cast them silently (an int64 ``cls_token`` into float32). Float precisions convert freely."""
+    return [f"{k}: {str(v.dtype).removeprefix('torch.')} in the file, {str(target[k].dtype).removeprefix('torch.')} "
+            "in the model" for k, v in state.items()
+            if k in target and v.is_floating_point() != target[k].is_floating_point()]
+
+
+def nonfinite_problems(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Floating-point tensors holding NaN or ±inf, with the counts."""
+    out = []
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            nan, inf = int(torch.isnan(v).sum()), int(torch.isinf(v).sum())
+            out.append(f"{k} ({', '.join(p for p in (f'{nan} NaN' if nan else '', f'{inf} inf' if inf else '') if p)})")
+    return out
+
+
+def check_values(model: nn.Module, weights: Weights, fitted: Fitted, target: Mapping[str, torch.Tensor],
+                 strict: bool = True) -> list[str]:
+    """Step 6a, what shapes cannot show: the file's named architecture, tensor kinds and finiteness.
+    ``strict`` raises ValueError for the first problem; otherwise each is logged as a warning and
+    the tensors of the wrong kind are left out (returned, to be reported as mismatched)."""
+    problems, wrong_kind = [], dtype_problems(fitted.state, target)
+    arch = architecture_problem(model, weights)
+    if arch:
+        problems.append(arch)
+    if wrong_kind:
+        problems.append(f"the {weights.where} has {len(wrong_kind)} tensors of another kind than the model's, which "
+                        f"would be cast silently: {_first(wrong_kind, 3)}. The file was written for another model or "
+                        "by a tool that stores these tensors differently; pass fmt=NAME if the format was misdetected")
+    bad = nonfinite_problems(fitted.state)
+    if bad:
+        problems.append(f"the {weights.where} holds non-finite values (NaN or inf) in {len(bad)} tensors: "
+                        f"{_first(bad)}. A model loaded from it outputs NaN; it was probably saved after training "
+                        "diverged: use an earlier checkpoint (or pass strict=False to load it anyway)")
+    if strict and problems:
+        raise ValueError(problems[0])
+    for p in problems:
+        log.warning(p)
+    return [w.split(":")[0] for w in wrong_kind]
+
+
 def check(model: nn.Module, weights: Weights, report: LoadReport, n_tensors: int, strict: bool = True) -> None:
     """Step 6, check: with ``strict``, refuse other shapes (saying what the file holds and which
     registered models fit it), then missing or unplaceable tensors."""
@@ -279,6 +346,8 @@ def load_converted(model: nn.Module, weights: Weights, *, strict: bool = True,
     report.resampled, report.mismatched, report.missing = fitted.resampled, fitted.mismatched, fitted.missing
     report.unexpected = weights.unknown + fitted.unexpected
     report.notes += fitted.notes
+    for k in check_values(model, weights, fitted, target, strict):  # non-strict: left out, reported
+        report.mismatched.append(f"{k}: {fitted.state.pop(k).dtype} in the file, {target[k].dtype} in the model")
     check(model, weights, report, len(plan.state), strict)
     load(model, fitted.state, plan.replace)
     report.loaded = sorted(fitted.state)

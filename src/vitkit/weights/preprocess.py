@@ -44,14 +44,14 @@ def eval_transform(cfg: Mapping[str, Any]) -> Callable[[Any], torch.Tensor]:
 def classify(model: nn.Module, images: Sequence[str | Path], topk: int = 5) -> list[list[tuple[int, str, float]]]:
     """Top-``topk`` (class index, label, probability) for each image file, with the model's own
     preprocessing and labels (``model.pretrained_cfg``); unnamed classes read ``class N``."""
-    from PIL import Image
+    from ..data.images import open_image  # PIL limited to image decoders (no EPS → Ghostscript)
 
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     tf = eval_transform(cfg)
     labels = cfg.get("labels")
     batch = []
     for p in images:
-        with Image.open(p) as im:
+        with open_image(p) as im:
             batch.append(tf(im))
     model.eval()
     probs = model(torch.stack(batch)).float().softmax(dim=-1)  # (B, classes)
