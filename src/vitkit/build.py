@@ -39,6 +39,7 @@ from . import models  # noqa: F401  (importing the architectures registers their
 from . import registry
 from .models.base import ModelBase, PretrainedCfg
 from .registry import ModelEntry, get_entry, is_registered
+from .weights.hf_hub import is_repo_id, read_repo, repo_tag
 from .weights.hub import download
 from .weights.inspect import candidate_models, describe
 from .weights.load import Weights, load_converted, read_weights
@@ -140,7 +141,7 @@ def preprocessing(entry: ModelEntry, model: nn.Module, tag: PretrainedTag | None
     cfg.source = cfg.tag or weights.name
     classes = int(model.init_kwargs.get("num_classes", 0))
     known = LABEL_SETS_BY_SIZE.get(weights.info["num_classes"])
-    labels = meta.get("labels") or labels_for(cfg.label_set or known, classes)
+    labels = meta.get("labels") or cfg.labels or labels_for(cfg.label_set or known, classes)
     cfg.labels = list(labels) if labels and len(labels) == classes else None
     cfg.num_classes = classes
     return cfg
@@ -181,11 +182,29 @@ def create_model(
         overrides["img_size"] = img_size
     if num_classes is not None:
         overrides["num_classes"] = num_classes
+    if is_repo_id(name):
+        return build_from_repo(name, pretrained, **overrides)
     base, tag = resolve_tag(name, pretrained)
     if tag is None or not pretrained:
         return build(base, overrides, tag=tag)
     path = download(tag.url, tag.filename, sha256=tag.sha256)
     return build(base, overrides, tag=tag, weights=path)
+
+
+def build_from_repo(name: str, pretrained: bool = True, **overrides: Any) -> nn.Module:
+    """The model a Hub repo (``"hf-hub:org/name[@rev]"``) or a local folder (``"local-dir:PATH"``) holds:
+    the architecture from its ``config.json`` (timm, transformers or vitkit), with its weights when
+    ``pretrained`` and its preprocessing and label names (:mod:`vitkit.weights.hf_hub`)."""
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"{name!r} is a repo: pretrained is True (its weights) or False (its architecture), "
+                         f"not {pretrained!r}; pick a revision with {name.split('@')[0]}@REVISION")
+    repo = read_repo(name)
+    tag = repo_tag(repo)
+    if not pretrained:
+        model = build(tag.model, overrides, tag=tag)
+        model.pretrained_cfg.update({k: v for k, v in tag.cfg().items() if k in ("mean", "std", "crop_pct", "interpolation")})
+        return model
+    return build(tag.model, overrides, tag=tag, weights=repo.weights_file())
 
 
 def build_from_file(path: str | Path | Weights, name: str | None = None, *, fmt: str | None = None,

@@ -39,6 +39,9 @@ class PretrainedTag:
     sha256: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    label_names: tuple[str, ...] | None = None  # a repo's own class names (config.json), in class order
+    license: str | None = None
+    hub_id: str | None = None  # the Hub repo holding the same file (timm's copy), tried before ``url``
 
     @property
     def filename(self) -> str:
@@ -51,12 +54,18 @@ class PretrainedTag:
 
     @property
     def name(self) -> str:
-        return f"{self.model}.{self.tag}"
+        """``model.tag``; a repo's tag is its id already (``hf-hub:org/name``, ``local-dir:PATH``)."""
+        return self.tag if ":" in self.tag else f"{self.model}.{self.tag}"
 
     def cfg(self) -> dict[str, Any]:
-        return dict(mean=self.mean, std=self.std, input_size=(3, self.input_size, self.input_size),
-                    crop_pct=self.crop_pct, interpolation=self.interpolation, tag=self.name, url=self.url,
-                    num_classes=self.num_classes, label_set=self.labels)
+        out = dict(mean=self.mean, std=self.std, input_size=(len(self.mean), self.input_size, self.input_size),
+                   crop_pct=self.crop_pct, interpolation=self.interpolation, tag=self.name, url=self.url,
+                   num_classes=self.num_classes, label_set=self.labels)
+        if self.label_names is not None:
+            out["labels"] = list(self.label_names)
+        if self.license is not None:
+            out["license"] = self.license
+        return out
 
 
 def _augreg(model: str, stem: str, res: int, ft: bool, note: str = "") -> PretrainedTag:
