@@ -8,6 +8,7 @@ from .build import create_model  # imports the architectures (registering their 
 from .layers.fastpath import fast_paths
 from .registry import list_models
 from .weights import load_weights
+from .weights.hub_export import push_to_hub, save_pretrained
 
 __version__ = "0.1.0"
-__all__ = ["create_model", "fast_paths", "list_models", "load_weights", "__version__"]
+__all__ = ["create_model", "fast_paths", "list_models", "load_weights", "push_to_hub", "save_pretrained", "__version__"]

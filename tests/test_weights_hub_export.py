@@ -1,0 +1,143 @@
+"""save_pretrained / push_to_hub: a vitkit model as a timm-format repo that timm builds with the same
+logits and vitkit reads back; offline (a hand-laid HF cache, tests/_hub_util.py; the Hub API mocked)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import vitkit
+from _hub_util import hf_cache, lay_out_repo  # noqa: F401  (fixture)
+from _weights_util import assert_parity, randomize_
+
+timm = pytest.importorskip("timm")
+
+LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+CASES = {
+    "vit": ("vit_micro_patch4_32", {}),
+    "vit_gap_tanh": ("vit_micro_patch4_32", dict(global_pool="avg", act="gelu_tanh", depth=2)),
+    "vit_base_row": ("vit_base_patch16_224", dict(embed_dim=32, depth=1, num_heads=2, mlp_dim=64, img_size=32,
+                                                  num_classes=10)),
+    "swin": ("swin_micro_patch2_window4_32", dict(depths=(1, 1, 1, 1))),
+}
+
+
+def _model(case):
+    name, kw = CASES[case]
+    model = randomize_(vitkit.create_model(name, **kw), seed=3)
+    model.pretrained_cfg.labels = list(LABELS)
+    return model
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_save_pretrained_timm_builds_it_with_equal_logits(hf_cache, tmp_path, case):
+    model = _model(case)
+    folder = vitkit.save_pretrained(model, tmp_path / "out")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    lay_out_repo(hf_cache, "me/exported", _files(folder))
+    ref = timm.create_model("hf-hub:me/exported", pretrained=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert_parity(ref(x), model(x))
+    assert ref.pretrained_cfg["label_names"] == LABELS and ref.num_classes == 10
+    assert tuple(ref.pretrained_cfg["mean"]) == tuple(model.pretrained_cfg.mean)
+    local = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()  # timm's local spelling
+    assert_parity(local(x), model(x))
+    back = vitkit.create_model("hf-hub:me/exported", pretrained=True).eval()  # and vitkit reads it back
+    assert back.model_name == model.model_name and back.init_kwargs == model.init_kwargs
+    assert torch.allclose(back(x), model(x), atol=1e-6) and back.pretrained_cfg.labels == LABELS
+    again = vitkit.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    assert torch.allclose(again(x), model(x), atol=1e-6)
+
+
+def test_what_timm_cannot_build_is_refused_before_writing(tmp_path):
+    pre = vitkit.create_model("vit_micro_patch4_32", representation_size=32)
+    with pytest.raises(ValueError, match="pre_logits"):
+        vitkit.save_pretrained(pre, tmp_path / "a")
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    ape = vitkit.create_model("swin_micro_patch2_window4_32", ape=True)
+    with pytest.raises(ValueError, match="absolute position embedding"):
+        vitkit.save_pretrained(ape, tmp_path / "b")
+
+
+def _run_folder(tmp_path, model):
+    """A finished run folder as vitkit train writes it (config.json, metrics.jsonl, checkpoint-best.pt)."""
+    from vitkit.train.checkpoint import save_atomic
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"recipe": "", "model": model.model_name, "lr": 0.001, "epochs": 2,
+                                                 "resolved": {"num_classes": 10}}))
+    rows = [{"epoch": 1, "step": 10, "train_loss": 2.0, "val_acc1": 0.31},
+            {"epoch": 2, "step": 20, "train_loss": 1.5, "val_acc1": 0.47}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    save_atomic({"model_name": model.model_name, "model_kwargs": dict(model.init_kwargs), "classes": LABELS,
+                 "preprocess": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.247, 0.2435, 0.2616],
+                                "input_size": [3, 32, 32], "crop_pct": 1.0, "interpolation": "bilinear"},
+                 "model": model.state_dict(), "metrics": rows[-1]}, run / "checkpoint-best.pt")
+    return run
+
+
+@torch.no_grad()
+def test_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
+    """The Hub API mocked: push_to_hub creates the repo and uploads a folder that timm reads."""
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls.append(("init", token))
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path, revision=None, commit_message=""):
+            calls.append(("upload_folder", repo_id, revision, _files(__import__("pathlib").Path(folder_path))))
+
+            class Info:
+                commit_url = f"https://huggingface.co/{repo_id}/commit/abc"
+            return Info()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "VITKIT_OFFLINE"):
+        monkeypatch.delenv(v, raising=False)
+    model = _model("vit")
+    run = _run_folder(tmp_path, model)
+    url = vitkit.push_to_hub(model, "me/tiny", run_dir=run, private=True)
+    assert url == "https://huggingface.co/me/tiny/commit/abc"
+    assert calls[1] == ("create_repo", "me/tiny", True, True)
+    _, repo, rev, files = calls[2]
+    assert repo == "me/tiny" and rev is None and set(files) == {"README.md", "config.json", "model.safetensors"}
+    card = files["README.md"].decode()
+    assert "library_name: timm" in card and "| val_acc1 | 0.4700 |" in card and '"lr": 0.001' in card
+    cfg = json.loads(files["config.json"])
+    assert cfg["label_names"] == LABELS and cfg["vitkit"]["model"] == "vit_micro_patch4_32"
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="offline mode is on"):
+        vitkit.push_to_hub(model, "me/tiny")
+
+
+@torch.no_grad()
+def test_hub_export_command_writes_a_run_as_a_timm_repo(hf_cache, tmp_path):
+    from vitkit.cli import main
+
+    model = _model("vit")
+    run = _run_folder(tmp_path, model)
+    assert main(["hub-export", str(run), "--folder", str(tmp_path / "repo")]) == 0
+    card = (tmp_path / "repo" / "README.md").read_text()
+    assert "Best validation row" in card and "| val_acc1 | 0.4700 |" in card
+    lay_out_repo(hf_cache, "me/run", _files(tmp_path / "repo"))
+    ref = timm.create_model("hf-hub:me/run", pretrained=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert_parity(ref(x), model.eval()(x))
+    assert tuple(ref.pretrained_cfg["mean"]) == (0.4914, 0.4822, 0.4465)  # the run's preprocessing
+    assert main(["hub-export", str(run)]) == 2  # neither --folder nor --repo: a clear error
+    assert main(["hub-export", str(tmp_path / "nope"), "--folder", str(tmp_path / "x")]) == 2
