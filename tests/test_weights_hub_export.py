@@ -141,3 +141,44 @@ def test_hub_export_command_writes_a_run_as_a_timm_repo(hf_cache, tmp_path):
     assert tuple(ref.pretrained_cfg["mean"]) == (0.4914, 0.4822, 0.4465)  # the run's preprocessing
     assert main(["hub-export", str(run)]) == 2  # neither --folder nor --repo: a clear error
     assert main(["hub-export", str(tmp_path / "nope"), "--folder", str(tmp_path / "x")]) == 2
+
+
+def test_train_push_to_hub_pushes_the_best_checkpoint_at_the_end(hf_cache, tmp_path, monkeypatch):
+    """``vitkit train … push_to_hub=org/name``: after the run rank 0 uploads checkpoint-best.pt as a timm
+    repo (Hub API mocked); timm builds the 1-channel GAP demo model from it with the run's logits."""
+    import huggingface_hub
+
+    from test_train_loop import tiny_cfg, tiny_sets
+    from vitkit.train import train
+
+    uploads = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, revision=None, commit_message=""):
+            from pathlib import Path
+
+            uploads[repo_id] = _files(Path(folder_path))
+            return f"https://huggingface.co/{repo_id}"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    train_set, val_set = tiny_sets(64, 32)
+    cfg = tiny_cfg(epochs=1, ema_decay=0.0, mixup=0.0, cutmix=0.0, push_to_hub="me/mnist-demo")
+    res = train(cfg, tmp_path / "run", train_set=train_set, val_set=val_set)
+    files = uploads["me/mnist-demo"]
+    assert "| val_acc1 |" in files["README.md"].decode() and "push_to_hub" in files["README.md"].decode()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    lay_out_repo(hf_cache, "me/mnist-demo", files)
+    ref = timm.create_model("hf-hub:me/mnist-demo", pretrained=True).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert_parity(ref(x), res.model.eval()(x))
+    with pytest.raises(ValueError, match="push_to_hub='nope': must be a Hub repo ORG/NAME"):
+        tiny_cfg(push_to_hub="nope").validate()
