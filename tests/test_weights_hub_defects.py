@@ -210,7 +210,7 @@ def test_find_tag_by_filename_reads_the_contents_of_an_ambiguous_name(tmp_path):
 
     src = randomize_(vitkit.create_model("vit_base_patch16_384", depth=1, act="gelu_tanh"))
     path = save_official_vit_npz(src, tmp_path / "ViT-B_16.npz")
-    model = vitkit.build.build_from_file(path)
+    model = vitkit.build.build_from_file(path, "vit_base_patch16_384", depth=1)
     cfg = model.pretrained_cfg
     assert cfg.tag == "vit_base_patch16_384.orig_in21k_ft_in1k" and cfg.crop_pct == 1.0
     assert cfg.input_size == (3, 384, 384) and cfg.labels is not None and cfg.labels[0] == "tench"

@@ -57,7 +57,7 @@ def build(name: str | None, overrides: Mapping[str, Any] | None = None, *, tag: 
     overrides = dict(overrides or {})
     w = None if weights is None else read_weights(weights, fmt)  # read → detect → convert, once
     if tag is None and w is not None and w.name:
-        tag = find_tag_by_filename(w.name)  # a local copy of a published file: its tag's facts
+        tag = find_tag_by_filename(w.name, w.info)  # a local copy of a published file (by name and contents)
     entry = get_entry(name or model_name_for(w))
     kwargs = {**entry.kwargs, **weights_require(tag, w, overrides), **overrides}
     model = entry.builder(**kwargs)
@@ -80,11 +80,12 @@ def weights_require(tag: PretrainedTag | None, weights: Weights | None,
     need.update({k: value for k, (value, _) in weights.implies.items()})
     info = weights.info
     file_classes = info["num_classes"]
-    need["num_classes"] = file_classes
+    headless = tag is not None and tag.num_classes == 0  # a head not for use (orig_in21k): features only
+    need["num_classes"] = 0 if headless else file_classes
     rep = info["kwargs"].get("representation_size")
     if rep:
         need["representation_size"] = rep
-    if overrides.get("num_classes", file_classes) != file_classes:
+    if overrides.get("num_classes", need["num_classes"]) != file_classes:
         need.pop("representation_size", None)  # another head: the pre-training head goes whole (ViT §3.2)
     return need
 
