@@ -150,3 +150,40 @@ def test_unsupported_timm_architecture_is_refused_by_name(hf_cache, tmp_path):
     lay_out_repo(hf_cache, "a/deit", {**files, "config.json": cfg})
     with pytest.raises(ValueError, match="'deit_tiny_patch16_224' is not one of vitkit's models"):
         vitkit.create_model("hf-hub:a/deit", pretrained=True)
+
+
+def test_tag_hub_copies_are_timms_copies_of_the_same_files():
+    """Each tag's hub_id is timm's pretrained config for the same name, whose source URL is the tag's."""
+    from timm.models import get_pretrained_cfg
+    from vitkit.weights.pretrained import TAGS
+
+    with_hub = [t for t in TAGS if t.hub_id]
+    assert len(with_hub) >= 30
+    for t in with_hub:
+        cfg = get_pretrained_cfg(t.name)
+        assert cfg is not None and t.hub_id == f"timm/{t.name}" and cfg.hf_hub_id in ("timm/", t.hub_id), t.name
+        assert cfg.url.replace("%2B", "+") == t.url.replace("%2B", "+"), t.name
+        assert cfg.num_classes == t.num_classes, t.name
+    assert all(t.hub_id is None for t in TAGS if t.tag.startswith("orig_"))  # timm's are re-converted files
+
+
+@torch.no_grad()
+def test_a_tag_reads_timms_hub_copy_offline_and_falls_back_to_the_url(hf_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITKIT_CACHE", str(tmp_path / "vitkit"))
+    net = randomize_(timm.create_model("vit_tiny_patch16_224", depth=1), seed=5)
+    out = tmp_path / "copy"
+    timm.models.save_for_hf(net, str(out), safe_serialization=True)
+    lay_out_repo(hf_cache, "timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k", _folder_files(out))
+    model = vitkit.create_model("vit_tiny_patch16_224", pretrained=True, depth=1, act="gelu").eval()
+    ref = timm.create_model("vit_tiny_patch16_224.augreg_in21k_ft_in1k", pretrained=True, depth=1).eval()  # same cache
+    x = torch.randn(1, 3, 224, 224)
+    assert_parity(model(x), ref(x))
+    tagged = vitkit.create_model("vit_tiny_patch16_224", pretrained=True, depth=1)  # the tag's own tanh GELU
+    assert tagged.blocks[0].mlp.act.approximate == "tanh" and tagged.pretrained_cfg.labels[0] == "tench"
+    assert tagged.pretrained_cfg.tag == "vit_tiny_patch16_224.augreg_in21k_ft_in1k" and tagged.load_report.ok
+    # no Hub copy cached and offline: the error names both places
+    with pytest.raises(FileNotFoundError) as e:
+        vitkit.create_model("vit_small_patch16_224", pretrained=True)
+    msg = str(e.value)
+    assert str(tmp_path / "vitkit" / "weights") in msg and "hf-hub:timm/vit_small_patch16_224.augreg_in21k_ft_in1k" in msg
+    assert str(hf_cache / "models--timm--vit_small_patch16_224.augreg_in21k_ft_in1k") in msg

@@ -3,7 +3,9 @@
 Every way of making a model goes through :func:`build`:
 
 - :func:`create_model` — a registered name with the caller's overrides; ``pretrained=True | "tag"``
-  (or timm's ``"name.tag"`` spelling) adds a published file, fetched through the cache;
+  (or timm's ``"name.tag"`` spelling) adds a published file, fetched through the cache; a Hub repo
+  (``"hf-hub:org/name[@rev]"``) or a local folder (``"local-dir:PATH"``) in timm's, transformers' or
+  vitkit's layout is built from its ``config.json`` (:func:`build_from_repo`);
 - :func:`build_from_file` — a weights file of any supported format (``vitkit convert``/``predict``),
   a vitkit file or training checkpoint rebuilding the model it was saved from;
 - :func:`build_from_checkpoint` — a vitkit training checkpoint already loaded
@@ -29,6 +31,7 @@ and the CLI.
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,11 +42,10 @@ from . import models  # noqa: F401  (importing the architectures registers their
 from . import registry
 from .models.base import ModelBase, PretrainedCfg
 from .registry import ModelEntry, get_entry, is_registered
-from .weights.hf_hub import is_repo_id, read_repo, repo_tag
-from .weights.hub import download
+from .weights.hf_hub import is_repo_id, read_repo, repo_tag, tag_file
 from .weights.inspect import candidate_models, describe
 from .weights.load import Weights, load_converted, read_weights
-from .weights.pretrained import PretrainedTag, find_tag_by_filename, get_pretrained, labels_for
+from .weights.pretrained import TAGS, PretrainedTag, find_tag_by_filename, get_pretrained, labels_for
 
 LABEL_SETS_BY_SIZE = {1000: "imagenet1k", 21843: "imagenet21k"}  # a head's size says which set
 
@@ -149,6 +151,16 @@ def preprocessing(entry: ModelEntry, model: nn.Module, tag: PretrainedTag | None
 
 
 # ---------------------------------------------------------------------------- the ways in
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"swin_*"``), sorted; with
+    ``pretrained``, as timm, the ``name.tag`` of every published checkpoint whose model name or full name
+    matches (``"*.orig_in21k"``). Any Hub repo also builds, as ``"hf-hub:org/name"``."""
+    if not pretrained:
+        return registry.list_models(pattern)
+    return sorted(t.name for t in TAGS if is_registered(t.model)
+                  and (fnmatch.fnmatch(t.model, pattern) or fnmatch.fnmatch(t.name, pattern)))
+
+
 def resolve_tag(name: str, pretrained: bool | str = False) -> tuple[str, PretrainedTag | None]:
     """The registered name and the tag that ``name`` (maybe ``"name.tag"``) and ``pretrained`` ask for."""
     if not is_registered(name) and "." in name:
@@ -188,8 +200,7 @@ def create_model(
     base, tag = resolve_tag(name, pretrained)
     if tag is None or not pretrained:
         return build(base, overrides, tag=tag)
-    path = download(tag.url, tag.filename, sha256=tag.sha256)
-    return build(base, overrides, tag=tag, weights=path)
+    return build(base, overrides, tag=tag, weights=tag_file(tag))
 
 
 def build_from_repo(name: str, pretrained: bool = True, **overrides: Any) -> nn.Module:

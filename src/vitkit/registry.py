@@ -38,15 +38,8 @@ def is_registered(name: str) -> bool:
     return name in _REGISTRY
 
 
-def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
-    """Registered model names matching a shell-style ``pattern`` (e.g. ``"swin_*"``), sorted. With
-    ``pretrained``, as timm: the ``name.tag`` of every published checkpoint whose model name or full name
-    matches (``"*.orig_in21k"``), from the tag table of :mod:`vitkit.weights.pretrained`."""
-    if pretrained:
-        from .weights.pretrained import TAGS  # data only (no torch); imported here to keep this module rows-only
-
-        return sorted(t.name for t in TAGS if t.model in _REGISTRY
-                      and (fnmatch.fnmatch(t.model, pattern) or fnmatch.fnmatch(t.name, pattern)))
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"swin_*"``), sorted."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 

@@ -16,7 +16,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_pretrained(pattern: str) -> int:
-    from ..registry import list_models
+    from ..build import list_models
     from ..weights.pretrained import TAGS
 
     names = set(list_models(pattern, pretrained=True))

@@ -25,19 +25,20 @@ only the cache is read, and a miss names the repo, the revision, the files looke
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .formats.hub_config import Unsupported, img_size_arg, timm_to_vitkit, transformers_to_vitkit
 from .hub import TRUE
 
+log = logging.getLogger(__name__)
 HUB_PREFIX = "hf-hub:"
 LOCAL_PREFIX = "local-dir:"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # transformers' ``resample`` (PIL codes)
-TRANSFORMERS_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
-TIMM_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_tanh"}
 
 
 def is_repo_id(name: str) -> bool:
@@ -202,15 +203,6 @@ def read_repo(name: str) -> Repo:
 
 
 # --------------------------------------------------------------------------- config → vitkit
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
-
-
-def _img_size(v: Any) -> int | tuple[int, int]:
-    h, w = _pair(v)
-    return h if h == w else (h, w)
-
-
 def _labels(names: Any, num_classes: int) -> tuple[str, ...] | None:
     """Label names in class order from a list or an ``{index: name}`` mapping; None for transformers'
     placeholders (``LABEL_0`` …) or a count that is not the head's."""
@@ -233,61 +225,6 @@ def _refuse(repo: Repo, what: str) -> ValueError:
                       "or transformers, or convert a supported variant)")
 
 
-def timm_kwargs(repo: Repo, arch: str, args: Mapping[str, Any]) -> dict[str, Any]:
-    """timm ``model_args`` → vitkit constructor arguments (only what differs from the row matters, but
-    every architectural one is passed); an argument vitkit has no equal of is refused by name."""
-    from ..registry import get_entry
-
-    family = get_entry(arch).family
-    out: dict[str, Any] = {}
-    args = dict(args)
-    for key in ("img_size",):
-        if key in args:
-            out[key] = _img_size(args.pop(key))
-    for key in ("patch_size", "in_chans", "num_classes", "embed_dim", "qkv_bias", "window_size"):
-        if key in args:
-            out[key] = args.pop(key)
-    for key in ("drop_rate", "proj_drop_rate", "attn_drop_rate", "drop_path_rate", "pos_drop_rate",
-                "patch_drop_rate", "dynamic_img_size", "dynamic_img_pad", "strict_img_size", "weight_init", "fix_init"):
-        args.pop(key, None)  # training-time or input-handling options: no effect on the eval network
-    if family == "vit":
-        for key in ("depth", "num_heads", "init_values"):
-            if key in args:
-                out[key] = args.pop(key)
-        pool = args.pop("global_pool", "token")
-        class_token = args.pop("class_token", True)
-        fc_norm = args.pop("fc_norm", None)
-        if pool == "token" and class_token:
-            if fc_norm:
-                raise _refuse(repo, "fc_norm=True with the class token")
-        elif pool == "avg" and not class_token and fc_norm is False:
-            out["global_pool"] = "avg"  # vitkit's GAP: final norm on every token, then the mean
-        else:
-            raise _refuse(repo, f"global_pool={pool!r}, class_token={class_token}, fc_norm={fc_norm} "
-                                "(vitkit has the [class] token, or class_token=False + global_pool='avg' + fc_norm=False)")
-        dim = out.get("embed_dim", get_entry(arch).kwargs.get("embed_dim"))  # timm's ViT rows all have ratio 4
-        out["mlp_dim"] = int(dim * float(args.pop("mlp_ratio", 4.0)))
-        act = args.pop("act_layer", "gelu")
-        if act not in TIMM_ACT:
-            raise _refuse(repo, f"act_layer={act!r}")
-        out["act"] = TIMM_ACT[act]
-    else:
-        for key in ("depths", "num_heads"):
-            if key in args:
-                out[key] = tuple(args.pop(key))
-        if "mlp_ratio" in args:
-            out["mlp_ratio"] = float(args.pop("mlp_ratio"))
-        if args.pop("global_pool", "avg") != "avg":
-            raise _refuse(repo, "a Swin global_pool other than 'avg'")
-    defaults = {"qk_norm": False, "reg_tokens": 0, "no_embed_class": False, "pre_norm": False, "final_norm": True,
-                "pos_embed": "learn", "proj_bias": True, "head_dim": None, "always_partition": False,
-                "pool_include_prefix": False}
-    odd = {k: v for k, v in args.items() if defaults.get(k, object()) != v}
-    if odd:
-        raise _refuse(repo, f"timm model_args {odd}")
-    return out
-
-
 def _timm_spec(repo: Repo) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
     from ..registry import is_registered
 
@@ -296,7 +233,7 @@ def _timm_spec(repo: Repo) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
     if not is_registered(arch):
         raise _refuse(repo, f"the timm architecture {arch!r} is not one of vitkit's models (vitkit.list_models())")
     pcfg = dict(cfg.get("pretrained_cfg") or {})
-    kwargs = timm_kwargs(repo, arch, cfg.get("model_args") or {})
+    kwargs = _supported(repo, timm_to_vitkit, arch, cfg.get("model_args") or {})
     classes = int(cfg.get("num_classes", pcfg.get("num_classes", kwargs.get("num_classes", 1000))))
     kwargs["num_classes"] = classes
     labels = cfg.get("label_names", pcfg.get("label_names"))
@@ -304,38 +241,15 @@ def _timm_spec(repo: Repo) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
 
 
 def _transformers_spec(repo: Repo) -> tuple[str, dict[str, Any], dict[str, Any], Any]:
-    cfg = repo.config
-    kind = cfg["model_type"]
-    classes = len(cfg.get("id2label") or {}) or int(cfg.get("num_labels", 0) or 0)
-    archs = cfg.get("architectures") or []
-    if archs and not any(a.endswith("ForImageClassification") for a in archs):
-        classes = 0  # ViTModel / SwinModel: features only
-    act = cfg.get("hidden_act", "gelu")
-    if act not in TRANSFORMERS_ACT:
-        raise _refuse(repo, f"hidden_act={act!r}")
-    common = dict(img_size=_img_size(cfg.get("image_size", 224)), patch_size=int(cfg.get("patch_size", 16)),
-                  in_chans=int(cfg.get("num_channels", 3)), num_classes=classes, qkv_bias=bool(cfg.get("qkv_bias", True)))
-    if kind == "vit":
-        kwargs = dict(common, embed_dim=int(cfg["hidden_size"]), depth=int(cfg["num_hidden_layers"]),
-                      num_heads=int(cfg["num_attention_heads"]), mlp_dim=int(cfg["intermediate_size"]),
-                      act=TRANSFORMERS_ACT[act], norm_eps=float(cfg.get("layer_norm_eps", 1e-12)))
-        arch = "vit_base_patch16_224"
-    elif kind == "swin":
-        if abs(float(cfg.get("layer_norm_eps", 1e-5)) - 1e-5) > 1e-12:
-            raise _refuse(repo, f"layer_norm_eps={cfg.get('layer_norm_eps')} (vitkit's Swin uses 1e-5)")
-        if act != "gelu":
-            raise _refuse(repo, f"a Swin with hidden_act={act!r}")
-        kwargs = dict(common, embed_dim=int(cfg["embed_dim"]), depths=tuple(cfg["depths"]),
-                      num_heads=tuple(cfg["num_heads"]), window_size=int(cfg["window_size"]),
-                      mlp_ratio=float(cfg.get("mlp_ratio", 4.0)), ape=bool(cfg.get("use_absolute_embeddings", False)))
-        arch = "swin_tiny_patch4_window7_224"
-    elif kind in ("vit-hybrid", "vit_hybrid"):
-        raise _refuse(repo, "transformers' vit-hybrid (BiT backbone) layout is not among vitkit's key tables yet; "
-                            "the official R50+ViT .npz files and timm's vit_base_r50_s16_* repos load")
-    else:
-        raise _refuse(repo, f"model_type={kind!r} (vitkit reads vit and swin)")
-    arch = _registered_name(arch, kwargs)
-    return arch, kwargs, _transformers_preprocessing(repo, kwargs), cfg.get("id2label")
+    arch, kwargs = _supported(repo, transformers_to_vitkit, repo.config)
+    return _registered_name(arch, kwargs), kwargs, _transformers_preprocessing(repo, kwargs), repo.config.get("id2label")
+
+
+def _supported(repo: Repo, fn, *args):
+    try:
+        return fn(*args)
+    except Unsupported as e:
+        raise _refuse(repo, str(e)) from None
 
 
 def _registered_name(default: str, kwargs: Mapping[str, Any]) -> str:
@@ -382,10 +296,34 @@ def repo_tag(repo: Repo):
         kwargs = {**kwargs, **{k: tuple(v) if isinstance(v, list) else v for k, v in (own.get("model_kwargs") or {}).items()}}
     classes = int(kwargs.get("num_classes", 0))
     size = pcfg.get("input_size")
-    res = _img_size(size[1:]) if size else kwargs.get("img_size", 224)
+    res = img_size_arg(size[1:]) if size else kwargs.get("img_size", 224)
     names = _labels(labels, classes)
     return PretrainedTag(arch, repo.name, repo.url, classes, res if isinstance(res, int) else res[0],
                          float(pcfg.get("crop_pct", 1.0)), tuple(pcfg.get("mean", (0.5, 0.5, 0.5))),
                          tuple(pcfg.get("std", (0.5, 0.5, 0.5))), str(pcfg.get("interpolation", "bicubic")),
                          labels=None, model_kwargs={k: v for k, v in kwargs.items() if k != "num_classes"},
                          label_names=names, license=pcfg.get("license"))
+
+
+# ------------------------------------------------------------------- published tags' files
+def tag_file(tag) -> Path:
+    """The local file of a published tag: the vitkit cache's copy of its URL when there is one; else
+    timm's Hub copy (``tag.hub_id``: the HF cache, then the Hub); else the URL, downloaded (locked,
+    verified: :func:`vitkit.weights.hub.download`). Offline, a miss names both places."""
+    from .hub import cache_dir, download
+
+    local = cache_dir() / tag.filename
+    if tag.hub_id is None or local.is_file():
+        return download(tag.url, tag.filename, sha256=tag.sha256)
+    hub_error: Exception | None = None
+    try:
+        return Repo(tag.hub_id, None, {}, "timm").weights_file()
+    except (FileNotFoundError, OSError) as e:  # not cached offline, not reachable, or gone from the Hub
+        hub_error = e
+        log.info("the Hub copy hf-hub:%s is not available (%s); fetching %s", tag.hub_id, e, tag.url)
+    try:
+        return download(tag.url, tag.filename, sha256=tag.sha256)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}. The same weights are also read from timm's Hub copy hf-hub:{tag.hub_id} "
+                                f"(model.safetensors) in the Hugging Face cache {repo_cache_folder(tag.hub_id)}, "
+                                f"which failed too ({hub_error})") from e

@@ -41,10 +41,11 @@ def cache_dir(path: str | Path | None = None) -> Path:
 
 
 def is_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else the ``VITKIT_OFFLINE`` (or ``HF_HUB_OFFLINE``) environment variable."""
+    """``offline`` if given, else the ``VITKIT_OFFLINE`` (or ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``)
+    environment variable."""
     if offline is not None:
         return offline
-    return any(os.environ.get(v, "").lower() in TRUE for v in ("VITKIT_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(os.environ.get(v, "").lower() in TRUE for v in ("VITKIT_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def sha256_of(path: Path) -> str:

@@ -26,10 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from torch import nn
 
-from .formats.table import from_vitkit
+from .formats.hub_config import FAMILY_BASE, TIMM_CLASSIFIER, family_of, timm_state_dict, vitkit_to_timm
 
 log = logging.getLogger(__name__)
 TIMM_NAMES = {  # vitkit rows that exist in timm under the same name (the rest: the family's base name + model_args)
@@ -39,66 +38,8 @@ TIMM_NAMES = {  # vitkit rows that exist in timm under the same name (the rest: 
     "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224",
     "swin_base_patch4_window12_384", "swin_large_patch4_window7_224", "swin_large_patch4_window12_384",
 }
-FAMILY_BASE = {"vit": "vit_base_patch16_224", "swin": "swin_tiny_patch4_window7_224"}
 MAIN_METRICS = ("val_acc1", "val_miou", "val_map")  # the tasks' main_metric keys in metrics.jsonl
 CFG_FIELDS = ("mean", "std", "input_size", "crop_pct", "interpolation", "license")
-
-
-def _family(model: nn.Module) -> str:
-    from ..models.swin import SwinTransformer
-    from ..models.vit import VisionTransformer
-
-    if isinstance(model, VisionTransformer):
-        return "vit"
-    if isinstance(model, SwinTransformer):
-        return "swin"
-    raise ValueError(f"save_pretrained writes vitkit ViT and Swin models, not {type(model).__name__}")
-
-
-def _size(v: Any) -> list[int]:
-    return [int(v), int(v)] if isinstance(v, int) else [int(v[0]), int(v[1])]
-
-
-def timm_model_args(model: nn.Module) -> dict[str, Any]:
-    """The timm constructor arguments that build the same network as ``model`` (refusing what timm lacks)."""
-    kw, family = model.init_kwargs, _family(model)
-    common = dict(img_size=_size(kw["img_size"]), patch_size=kw["patch_size"], in_chans=kw["in_chans"],
-                  num_classes=kw["num_classes"], embed_dim=kw["embed_dim"], qkv_bias=kw["qkv_bias"])
-    if family == "swin":
-        if kw.get("ape"):
-            raise ValueError("timm's Swin has no absolute position embedding (ape=True); it cannot be exported "
-                             "to a timm repo")
-        return dict(common, depths=list(kw["depths"]), num_heads=list(kw["num_heads"]), window_size=kw["window_size"],
-                    mlp_ratio=float(kw["mlp_ratio"]), global_pool="avg")
-    if kw.get("representation_size"):
-        raise ValueError("timm's ViT has no tanh pre_logits layer (representation_size="
-                         f"{kw['representation_size']}); fine-tune a new head (num_classes=N) before exporting")
-    if kw.get("stem_depths"):
-        raise ValueError("the hybrid R50+ViT is not exported to timm repos yet; save it with "
-                         "vitkit.weights.save_official_vit_npz instead (timm reads that layout)")
-    if kw.get("norm_eps", 1e-6) != 1e-6:
-        log.warning("timm's ViT uses LayerNorm eps 1e-6, this model %s: timm's logits will differ slightly",
-                    kw["norm_eps"])
-    mlp = kw.get("mlp_dim") or 4 * kw["embed_dim"]
-    avg = kw["global_pool"] == "avg"
-    out = dict(common, depth=kw["depth"], num_heads=kw["num_heads"], mlp_ratio=mlp / kw["embed_dim"],
-               global_pool=kw["global_pool"], class_token=not avg, fc_norm=False, act_layer=kw["act"])
-    if kw.get("init_values"):
-        out["init_values"] = kw["init_values"]
-    return out
-
-
-def timm_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``model``'s weights in timm's key names (the timm format's table, read backwards)."""
-    from .formats.timm import RULES
-
-    family = _family(model)
-    if family == "vit":  # ViT's classifier is timm's "head"; Swin's is "head.fc"
-        rules = [r for r in RULES if not r.src.startswith("head.fc")]
-    else:
-        rules = [r for r in RULES if not r.src.startswith("head.") or r.src.startswith("head.fc")]
-    state = {k: v for k, v in model.state_dict().items()}
-    return {k: v.detach().contiguous().cpu() for k, v in from_vitkit(state, rules).items()}
 
 
 def _labels(model: nn.Module) -> list[str] | None:
@@ -110,14 +51,14 @@ def hub_config(model: nn.Module) -> dict[str, Any]:
     """The ``config.json`` of :func:`save_pretrained` (module docstring)."""
     from .. import __version__
 
-    family = _family(model)
-    args = timm_model_args(model)
+    family = family_of(model)
+    args = vitkit_to_timm(model)
     name = getattr(model, "model_name", "")
     cfg = model.pretrained_cfg
     pcfg: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()
                             if k in CFG_FIELDS and v is not None}
     pcfg.update(crop_mode="center", num_classes=model.num_classes, fixed_input_size=True,
-                first_conv="patch_embed.proj", classifier="head.fc" if family == "swin" else "head")
+                first_conv="patch_embed.proj", classifier=TIMM_CLASSIFIER[family])
     labels = _labels(model)
     if labels:
         pcfg["label_names"] = labels

@@ -13,6 +13,10 @@ google-research/vision_transformer README (its AugReg table) and the microsoft/S
 README (its ImageNet table); a tag whose file is not listed there has no figure. The original
 ImageNet-21k ViT files carry a classifier their authors zeroed (for fine-tuning only): their tags
 build the model headless (``num_classes=0``, features), as timm does.
+
+Where timm keeps a copy of the same file on the Hugging Face Hub (``timm/<model>.<tag>``, converted to
+its key names: the AugReg and Swin tags), the copy is read first (the HF cache, then the Hub), and the
+original URL is the fallback (:func:`vitkit.weights.hf_hub.tag_file`).
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ class PretrainedTag:
     file_classes: int | None = None  # the published file's head size when the model is built otherwise (headless)
     label_names: tuple[str, ...] | None = None  # a repo's own class names (config.json), in class order
     license: str | None = None
-    hub_id: str | None = None  # the Hub repo holding the same file (timm's copy), tried before ``url``
+    hub_id: str | None = None  # the Hub repo with the same weights (timm's copy of ``url``), tried before it
 
     @property
     def filename(self) -> str:
@@ -108,9 +112,10 @@ def _augreg(model: str, stem: str, res: int, ft: bool) -> PretrainedTag:
     lr = "0.01" if stem.startswith(("B_16", "L_16")) else "0.03"  # the fine-tuning run's learning rate
     suffix = f"--imagenet2012-steps_20k-lr_{lr}-res_{res}" if ft else ""
     url = f"{VIT_NPZ}augreg/{stem}{suffix}.npz"
-    return PretrainedTag(model, "augreg_in21k_ft_in1k" if ft else "augreg_in21k", url, 1000 if ft else 21843, res,
+    tag = "augreg_in21k_ft_in1k" if ft else "augreg_in21k"
+    return PretrainedTag(model, tag, url, 1000 if ft else 21843, res,
                          1.0 if res == 384 else 0.9, HALF, HALF, labels="imagenet1k" if ft else "imagenet21k",
-                         model_kwargs=dict(act="gelu_tanh"), note=_note(url))
+                         model_kwargs=dict(act="gelu_tanh"), note=_note(url), hub_id=f"timm/{model}.{tag}")
 
 
 def _orig(model: str, path: str, res: int, classes: int) -> PretrainedTag:
@@ -133,7 +138,8 @@ def _swin(model: str, file: str, release: str, classes: int, res: int) -> Pretra
         tag = "ms_in22k_ft_in1k"
     url = f"{SWIN_PTH}{release}/{file}.pth"
     return PretrainedTag(model, tag, url, classes, res, 1.0 if res == 384 else 0.875,
-                         IMAGENET_MEAN, IMAGENET_STD, labels="imagenet1k" if classes == 1000 else None, note=_note(url))
+                         IMAGENET_MEAN, IMAGENET_STD, labels="imagenet1k" if classes == 1000 else None, note=_note(url),
+                         hub_id=f"timm/{model}.{tag}")
 
 
 # AugReg file stems (Steiner et al., "How to train your ViT"): the ImageNet-21k run of each size.
