@@ -187,3 +187,32 @@ def test_a_tag_reads_timms_hub_copy_offline_and_falls_back_to_the_url(hf_cache, 
     msg = str(e.value)
     assert str(tmp_path / "vitkit" / "weights") in msg and "hf-hub:timm/vit_small_patch16_224.augreg_in21k_ft_in1k" in msg
     assert str(hf_cache / "models--timm--vit_small_patch16_224.augreg_in21k_ft_in1k") in msg
+
+
+def test_transformers_vit_hybrid_and_other_types_are_refused_by_name(hf_cache):
+    base = {"image_size": 32, "patch_size": 8, "num_channels": 3, "hidden_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu"}
+    lay_out_repo(hf_cache, "a/hybrid", {"config.json": {**base, "model_type": "vit-hybrid"}})
+    with pytest.raises(ValueError, match="hf-hub:a/hybrid: transformers' vit-hybrid"):
+        vitkit.create_model("hf-hub:a/hybrid", pretrained=True)
+    lay_out_repo(hf_cache, "a/deit", {"config.json": {**base, "model_type": "deit"}})
+    with pytest.raises(ValueError, match="model_type='deit'"):
+        vitkit.create_model("hf-hub:a/deit", pretrained=True)
+    lay_out_repo(hf_cache, "a/relu", {"config.json": {**base, "model_type": "vit", "hidden_act": "relu"}})
+    with pytest.raises(ValueError, match="hidden_act='relu'"):
+        vitkit.create_model("hf-hub:a/relu")
+
+
+def test_predict_command_reads_a_hub_repo_with_its_labels(hf_cache, tmp_path, capsys):
+    from PIL import Image
+
+    from vitkit.cli import main
+
+    net, files = _timm_repo(tmp_path, "vit_base_patch16_224", labels=LABELS, embed_dim=32, depth=1, num_heads=2,
+                            num_classes=5, img_size=32, patch_size=8)
+    lay_out_repo(hf_cache, "someone/pets", files)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (40, 36), (10, 200, 30)).save(img)
+    assert main(["predict", str(img), "--model", "hf-hub:someone/pets", "--topk", "2"]) == 0
+    out = capsys.readouterr().out
+    assert sum(f"{name} (" in out for name in LABELS) == 2

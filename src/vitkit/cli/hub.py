@@ -14,9 +14,9 @@ EXAMPLES = """examples:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "hub-export", help="write a finished run as a timm-format Hugging Face repo (folder or Hub push)",
-        description="Write a finished vitkit training run as a timm-format repo: config.json (architecture, "
-                    "model_args, preprocessing, label names), model.safetensors in timm's key names, and a "
-                    "README model card with the run's config and measured metrics. timm.create_model("
+        description="Write a finished vitkit training run as a timm-format repo: config.json (architecture,\n"
+                    "model_args, preprocessing, label names), model.safetensors in timm's key names and a\n"
+                    "README model card with the run's config and measured metrics. timm.create_model(\n"
                     "'hf-hub:ORG/NAME', pretrained=True) then builds the same network with the same logits.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of a finished `vitkit train` run")
