@@ -182,3 +182,19 @@ def test_train_push_to_hub_pushes_the_best_checkpoint_at_the_end(hf_cache, tmp_p
         assert_parity(ref(x), res.model.eval()(x))
     with pytest.raises(ValueError, match="push_to_hub='nope': must be a Hub repo ORG/NAME"):
         tiny_cfg(push_to_hub="nope").validate()
+
+
+@torch.no_grad()
+def test_a_model_built_from_its_class_exports_and_reads_back(tmp_path):
+    """A model made straight from the class (model_name is the class name, not a registry row)."""
+    from vitkit.models.vit import VisionTransformer
+
+    model = randomize_(VisionTransformer(img_size=32, patch_size=8, num_classes=4, embed_dim=32, depth=1,
+                                         num_heads=2, mlp_dim=48), seed=6)
+    folder = vitkit.save_pretrained(model, tmp_path / "cls")
+    assert json.loads((folder / "config.json").read_text())["architecture"] == "vit_base_patch16_224"
+    back = vitkit.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(back(x), model(x), atol=1e-6) and back.init_kwargs["mlp_dim"] == 48
+    ref = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    assert_parity(ref(x), model(x))

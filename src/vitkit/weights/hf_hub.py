@@ -290,9 +290,11 @@ def repo_tag(repo: Repo):
         arch, kwargs, pcfg, labels = _transformers_spec(repo)
     else:
         arch, kwargs, pcfg, labels = _timm_spec(repo)
-    if repo.kind == "vitkit":
+    if repo.kind == "vitkit":  # vitkit's own record: its model name (when registered) and every argument
+        from ..registry import is_registered
+
         own = repo.config["vitkit"]
-        arch = str(own.get("model", arch))
+        arch = str(own["model"]) if is_registered(str(own.get("model"))) else arch
         kwargs = {**kwargs, **{k: tuple(v) if isinstance(v, list) else v for k, v in (own.get("model_kwargs") or {}).items()}}
     classes = int(kwargs.get("num_classes", 0))
     size = pcfg.get("input_size")
