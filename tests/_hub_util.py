@@ -59,6 +59,7 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("VITKIT_NO_PROGRESS", "1")
+    monkeypatch.setenv("VITKIT_CACHE", str(tmp_path / "vitkit"))
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     return cache

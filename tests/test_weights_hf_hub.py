@@ -216,3 +216,19 @@ def test_predict_command_reads_a_hub_repo_with_its_labels(hf_cache, tmp_path, ca
     assert main(["predict", str(img), "--model", "hf-hub:someone/pets", "--topk", "2"]) == 0
     out = capsys.readouterr().out
     assert sum(f"{name} (" in out for name in LABELS) == 2
+
+
+def test_a_damaged_cached_hub_file_is_named_with_the_fix(hf_cache, tmp_path):
+    """The Hub's LFS files are stored by their SHA-256: a blob whose bytes no longer match is refused."""
+    _, files = _timm_repo(tmp_path, "vit_base_patch16_224", embed_dim=32, depth=1, num_heads=2, num_classes=3,
+                          img_size=32)
+    snap = lay_out_repo(hf_cache, "a/damaged", files)
+    vitkit.create_model("hf-hub:a/damaged", pretrained=True)  # intact: loads (and is marked verified)
+    blob = (snap / "model.safetensors").resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte
+    blob.write_bytes(bytes(data))
+    (tmp_path / "vitkit" / "hub-verified" / blob.name).unlink()
+    with pytest.raises(ValueError, match="is damaged") as e:
+        vitkit.create_model("hf-hub:a/damaged", pretrained=True)
+    assert str(blob) in str(e.value) and "delete" in str(e.value)

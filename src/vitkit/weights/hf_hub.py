@@ -155,15 +155,38 @@ class Repo:
         return hub_file(self.id, filename, self.revision, required=required)
 
     def weights_file(self) -> Path:
-        """``model.safetensors``, else ``pytorch_model.bin``."""
+        """``model.safetensors``, else ``pytorch_model.bin``; a Hub file checked against its LFS SHA-256."""
         for name in WEIGHT_FILES:
             path = self.file(name, required=False)
             if path is not None:
+                if self.folder is None:
+                    check_lfs_blob(path, self.name)
                 return path
         if self.folder is None and hub_offline():
             raise _offline_miss(self.id, self.revision, WEIGHT_FILES)
         raise FileNotFoundError(f"{self.name} has no weights file ({' or '.join(WEIGHT_FILES)}); sharded or "
                                 "other formats are not read")
+
+
+def check_lfs_blob(path: Path, repo: str) -> None:
+    """A cached Hub file stored by content (LFS: its blob is named by its SHA-256) is checked against that
+    name once (a marker in ``$VITKIT_CACHE/hub-verified/`` saves re-hashing); a damaged one is named
+    with the fix."""
+    from .hub import cache_dir, sha256_of
+
+    blob = path.resolve()
+    sha = blob.name
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        return  # a small git-stored file (named by its git hash), or not a huggingface_hub cache
+    marker = cache_dir().parent / "hub-verified" / sha
+    if marker.is_file() and marker.read_text().strip() == str(blob.stat().st_size):
+        return
+    if sha256_of(blob) != sha:
+        raise ValueError(f"{repo}: the cached {path.name} is damaged (its content does not match its LFS SHA-256 "
+                         f"{sha}); delete {blob} and {path} (or the whole folder {blob.parent.parent}) and run again "
+                         "to fetch it anew")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{blob.stat().st_size}\n")
 
 
 def _json(path: Path) -> dict[str, Any]:
