@@ -21,6 +21,7 @@ CASES = {
     "vit_base_row": ("vit_base_patch16_224", dict(embed_dim=32, depth=1, num_heads=2, mlp_dim=64, img_size=32,
                                                   num_classes=10)),
     "swin": ("swin_micro_patch2_window4_32", dict(depths=(1, 1, 1, 1))),
+    "hybrid": ("vit_base_r50_s16_224", dict(depth=1, img_size=32, num_classes=10)),
 }
 
 
@@ -64,6 +65,9 @@ def test_what_timm_cannot_build_is_refused_before_writing(tmp_path):
     ape = vitkit.create_model("swin_micro_patch2_window4_32", ape=True)
     with pytest.raises(ValueError, match="absolute position embedding"):
         vitkit.save_pretrained(ape, tmp_path / "b")
+    jax = vitkit.create_model("vit_base_r50_s16_224", depth=1, img_size=32, stem_numerics="jax")
+    with pytest.raises(ValueError, match="stem_numerics='jax'"):
+        vitkit.save_pretrained(jax, tmp_path / "c")
 
 
 def _run_folder(tmp_path, model):

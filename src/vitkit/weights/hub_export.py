@@ -14,8 +14,9 @@ The folder holds what timm's own ``push_to_hf_hub`` writes:
 - ``README.md``: a model card with the architecture, the preprocessing, the training config and the
   measured metrics of the run folder when one is given.
 
-What timm cannot build (a ViT with the original tanh ``pre_logits`` layer, the hybrid R50 stem, a Swin
-with the absolute position embedding) is refused with the reason.
+What timm cannot build exactly (a ViT with the original tanh ``pre_logits`` layer, a hybrid with the
+official JAX stem numerics or another stem, a Swin with the absolute position embedding) is refused
+with the reason.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from .formats.hub_config import FAMILY_BASE, TIMM_CLASSIFIER, family_of, timm_state_dict, vitkit_to_timm
+from .formats.hub_config import TIMM_CLASSIFIER, family_of, timm_architecture, timm_state_dict, vitkit_to_timm
 
 log = logging.getLogger(__name__)
 TIMM_NAMES = {  # vitkit rows that exist in timm under the same name (the rest: the family's base name + model_args)
@@ -37,6 +38,7 @@ TIMM_NAMES = {  # vitkit rows that exist in timm under the same name (the rest: 
     "vit_large_patch14_224", "vit_huge_patch14_224",
     "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224", "swin_base_patch4_window7_224",
     "swin_base_patch4_window12_384", "swin_large_patch4_window7_224", "swin_large_patch4_window12_384",
+    "vit_base_r50_s16_224", "vit_base_r50_s16_384",
 }
 MAIN_METRICS = ("val_acc1", "val_miou", "val_map")  # the tasks' main_metric keys in metrics.jsonl
 CFG_FIELDS = ("mean", "std", "input_size", "crop_pct", "interpolation", "license")
@@ -63,7 +65,7 @@ def hub_config(model: nn.Module) -> dict[str, Any]:
     if labels:
         pcfg["label_names"] = labels
     out: dict[str, Any] = {
-        "architecture": name if name in TIMM_NAMES else FAMILY_BASE[family],
+        "architecture": timm_architecture(model, TIMM_NAMES),
         "num_classes": model.num_classes,
         "num_features": int(model.num_features),
         "global_pool": args["global_pool"],

@@ -20,6 +20,18 @@ TRANSFORMERS_ACT = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh"
 TIMM_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_tanh"}
 TIMM_CLASSIFIER = {VIT: "head", SWIN: "head.fc"}
 FAMILY_BASE = {VIT: "vit_base_patch16_224", SWIN: "swin_tiny_patch4_window7_224"}  # timm names any size builds from
+HYBRID_STEM = (3, 4, 9)  # the ResNet-BiT stages of the R50+ViT-B/16 hybrid (ViT §3.1, timm vit_base_r50_s16_*)
+
+
+def timm_architecture(model: nn.Module, names: set[str] | frozenset[str]) -> str:
+    """The timm model name a repo's ``architecture`` gives: the model's own when timm has it (``names``),
+    the hybrid's factory for a hybrid (its ResNet stem is fixed by the name), else the family's base."""
+    name = getattr(model, "model_name", "")
+    if name in names:
+        return name
+    if model.init_kwargs.get("stem_depths"):
+        return "vit_base_r50_s16_224"
+    return FAMILY_BASE[family_of(model)]
 
 
 class Unsupported(ValueError):
@@ -156,8 +168,15 @@ def vitkit_to_timm(model: nn.Module) -> dict[str, Any]:
         raise Unsupported("timm's ViT has no tanh pre_logits layer (representation_size="
                          f"{kw['representation_size']}); fine-tune a new head (num_classes=N) before exporting")
     if kw.get("stem_depths"):
-        raise Unsupported("the hybrid R50+ViT is not exported to timm repos yet; save it with "
-                         "vitkit.weights.save_official_vit_npz instead (timm reads that layout)")
+        if tuple(kw["stem_depths"]) != HYBRID_STEM or kw["patch_size"] != 1:
+            raise Unsupported(f"timm's R50+ViT hybrid has the ResNet stages {HYBRID_STEM} and 1x1 patches, this "
+                              f"model {tuple(kw['stem_depths'])} and patch {kw['patch_size']}")
+        if kw.get("stem_numerics") != "timm":
+            raise Unsupported("timm's R50+ViT stem computes with its own epsilons (stem_numerics='timm'), this "
+                              f"model with stem_numerics={kw.get('stem_numerics')!r} (the official JAX code's): "
+                              "timm's logits would differ (3e-4 relative on random weights); save it with "
+                              "vitkit.save_pretrained only after fine-tuning with stem_numerics='timm', or keep "
+                              "vitkit's own file (vitkit convert)")
     if kw.get("norm_eps", 1e-6) != 1e-6:
         log.warning("timm's ViT uses LayerNorm eps 1e-6, this model %s: timm's logits will differ slightly",
                     kw["norm_eps"])
