@@ -18,12 +18,14 @@ Model repos on the Hugging Face Hub go through ``huggingface_hub`` and its own c
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -119,7 +121,8 @@ def download(
     return path
 
 
-def _lock(folder: Path, name: str):
+@contextlib.contextmanager
+def _lock(folder: Path, name: str) -> Iterator[None]:
     """An inter-process lock for one cache file (``.locks/NAME.lock`` beside it, as huggingface_hub
     keeps its own), logged when another process holds it."""
     from filelock import FileLock, Timeout
@@ -132,18 +135,10 @@ def _lock(folder: Path, name: str):
     except Timeout:
         log.info("another process is downloading %s; waiting for it", name)
         lock.acquire()
-    return _Held(lock)
-
-
-class _Held:
-    def __init__(self, lock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc) -> None:
-        self.lock.release()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _cached(path: Path, url: str, sha256: str | None) -> Path:
