@@ -121,6 +121,7 @@ def test_push_to_hub_uploads_the_folder(tmp_path, monkeypatch):
     assert repo == "me/tiny" and rev is None and set(files) == {"README.md", "config.json", "model.safetensors"}
     card = files["README.md"].decode()
     assert "library_name: timm" in card and "| val_acc1 | 0.4700 |" in card and '"lr": 0.001' in card
+    assert 'timm.create_model("hf-hub:me/tiny", pretrained=True)' in card
     cfg = json.loads(files["config.json"])
     assert cfg["label_names"] == LABELS and cfg["vitkit"]["model"] == "vit_micro_patch4_32"
 

@@ -90,10 +90,10 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def save_pretrained(model: nn.Module, folder: str | Path, *, run_dir: str | Path | None = None,
-                    metrics: Mapping[str, Any] | None = None) -> Path:
+                    metrics: Mapping[str, Any] | None = None, repo_id: str | None = None) -> Path:
     """Write ``model`` into ``folder`` as a timm-format repo (module docstring); ``run_dir`` (a vitkit
-    training run folder) adds its config and measured metrics to the model card, ``metrics`` any others.
-    Each file is written atomically. Returns the folder."""
+    training run folder) adds its config and measured metrics to the model card, ``metrics`` any others;
+    ``repo_id`` is the Hub id the card's snippets load. Each file is written atomically. Returns the folder."""
     from safetensors.torch import save
 
     folder = Path(folder)
@@ -102,7 +102,7 @@ def save_pretrained(model: nn.Module, folder: str | Path, *, run_dir: str | Path
     state = timm_state_dict(model)
     _write(folder / "model.safetensors", save(state, metadata={"format": "pt"}))
     _write(folder / "config.json", (json.dumps(config, indent=2) + "\n").encode())
-    _write(folder / "README.md", model_card(model, config, run_dir, metrics).encode())
+    _write(folder / "README.md", model_card(model, config, run_dir, metrics, repo_id).encode())
     return folder
 
 
@@ -138,7 +138,7 @@ def _table(row: Mapping[str, Any]) -> str:
 
 
 def model_card(model: nn.Module, config: Mapping[str, Any], run_dir: str | Path | None = None,
-               metrics: Mapping[str, Any] | None = None) -> str:
+               metrics: Mapping[str, Any] | None = None, repo_id: str | None = None) -> str:
     """README.md: front matter the Hub reads, what the model is, how to load it, how it was trained."""
     pcfg = config["pretrained_cfg"]
     lic = pcfg.get("license")
@@ -153,8 +153,8 @@ def model_card(model: nn.Module, config: Mapping[str, Any], run_dir: str | Path 
         f"image classifier with {config['num_classes']} classes, written by vitkit's `save_pretrained` in timm's "
         "repo format: timm and vitkit both build it from this folder.", "",
         "## Use", "", "```python",
-        "import timm", 'model = timm.create_model("hf-hub:ORG/NAME", pretrained=True)  # this repo', "",
-        "import vitkit", 'model = vitkit.create_model("hf-hub:ORG/NAME", pretrained=True)', "```", "",
+        "import timm", f'model = timm.create_model("hf-hub:{repo_id or "ORG/NAME"}", pretrained=True)  # this repo', "",
+        "import vitkit", f'model = vitkit.create_model("hf-hub:{repo_id or "ORG/NAME"}", pretrained=True)', "```", "",
         "## Architecture", "",
         f"vitkit model `{name}` with `{json.dumps(config['vitkit']['model_kwargs'], sort_keys=True)}`; timm "
         f"architecture `{config['architecture']}` with model_args `{json.dumps(config['model_args'], sort_keys=True)}`.", "",
@@ -205,7 +205,7 @@ def push_to_hub(model: nn.Module, repo_id: str, *, run_dir: str | Path | None = 
                          "(`hf upload ORG/NAME FOLDER`)")
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory(prefix="vitkit-push-") as tmp:
-        save_pretrained(model, tmp, run_dir=run_dir, metrics=metrics)
+        save_pretrained(model, tmp, run_dir=run_dir, metrics=metrics, repo_id=repo)
         api.create_repo(repo, private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo, folder_path=tmp, revision=revision, commit_message=commit_message)
     url = getattr(info, "commit_url", None) or str(info)
