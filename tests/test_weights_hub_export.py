@@ -203,3 +203,23 @@ def test_a_model_built_from_its_class_exports_and_reads_back(tmp_path):
     assert torch.allclose(back(x), model(x), atol=1e-6) and back.init_kwargs["mlp_dim"] == 48
     ref = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     assert_parity(ref(x), model(x))
+
+
+def test_a_failed_push_after_training_says_how_to_push_later(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from vitkit.weights.hub_export import push_run
+
+    class DownApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, *a, **k):
+            raise OSError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", DownApi)
+    for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "VITKIT_OFFLINE"):
+        monkeypatch.delenv(v, raising=False)
+    run = _run_folder(tmp_path, _model("vit"))
+    with pytest.raises(ValueError, match=f"push it later with: vitkit hub-export {run} --repo me/x"):
+        push_run(run, "me/x")

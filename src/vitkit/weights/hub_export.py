@@ -240,3 +240,15 @@ def export_run(run_dir: str | Path, *, repo_id: str | None = None, folder: str |
     if repo_id:
         done.append(push_to_hub(model, repo_id, run_dir=run_dir, private=private))
     return ", ".join(done)
+
+
+def push_run(run_dir: str | Path, repo_id: str) -> str:
+    """The end of ``vitkit train … push_to_hub=ORG/NAME``: checkpoint-best.pt (else checkpoint-last.pt)
+    pushed as a timm-format repo; a failure says the run is safe and how to push it later."""
+    run = Path(run_dir)
+    which = "best" if (run / "checkpoint-best.pt").is_file() else "last"
+    try:
+        return export_run(run, repo_id=repo_id, checkpoint=which)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"the run in {run} finished and is saved, but pushing it to {repo_id} failed ({e}); push it "
+                         f"later with: vitkit hub-export {run} --repo {repo_id}") from e
