@@ -232,3 +232,17 @@ def test_a_damaged_cached_hub_file_is_named_with_the_fix(hf_cache, tmp_path):
     with pytest.raises(ValueError, match="is damaged") as e:
         vitkit.create_model("hf-hub:a/damaged", pretrained=True)
     assert str(blob) in str(e.value) and "delete" in str(e.value)
+
+
+def test_what_a_repo_does_not_say_comes_from_the_row(hf_cache, tmp_path):
+    """A timm Swin repo whose pretrained_cfg gives no mean/std gets the Swin row's ImageNet statistics."""
+    _, files = _timm_repo(tmp_path, "swin_tiny_patch4_window7_224", embed_dim=16, depths=(1, 1), num_heads=(1, 2),
+                          window_size=4, img_size=32, num_classes=3)
+    cfg = json.loads(files["config.json"])
+    for k in ("mean", "std", "crop_pct"):
+        cfg["pretrained_cfg"].pop(k)
+    lay_out_repo(hf_cache, "a/sparse", {**files, "config.json": cfg})
+    model = vitkit.create_model("hf-hub:a/sparse", pretrained=True)
+    row = vitkit.registry.get_entry("swin_tiny_patch4_window7_224").pretrained_cfg
+    assert model.pretrained_cfg.mean == tuple(row["mean"]) and model.pretrained_cfg.crop_pct == row["crop_pct"]
+    assert model.pretrained_cfg.input_size == (3, 32, 32)

@@ -306,7 +306,9 @@ def _transformers_preprocessing(repo: Repo, kwargs: Mapping[str, Any]) -> dict[s
 
 def repo_tag(repo: Repo):
     """The :class:`~vitkit.weights.pretrained.PretrainedTag` a repo amounts to: the vitkit model name,
-    its constructor arguments, preprocessing and labels, named by the repo's id."""
+    its constructor arguments, preprocessing (the row's where the repo says nothing) and labels, named
+    by the repo's id."""
+    from ..registry import get_entry, is_registered
     from .pretrained import PretrainedTag
 
     if repo.kind == "transformers":
@@ -314,20 +316,19 @@ def repo_tag(repo: Repo):
     else:
         arch, kwargs, pcfg, labels = _timm_spec(repo)
     if repo.kind == "vitkit":  # vitkit's own record: its model name (when registered) and every argument
-        from ..registry import is_registered
-
         own = repo.config["vitkit"]
         arch = str(own["model"]) if is_registered(str(own.get("model"))) else arch
         kwargs = {**kwargs, **{k: tuple(v) if isinstance(v, list) else v for k, v in (own.get("model_kwargs") or {}).items()}}
-    classes = int(kwargs.get("num_classes", 0))
+    row = get_entry(arch).pretrained_cfg
+    pcfg = {**{k: row[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in row}, **pcfg}
     size = pcfg.get("input_size")
-    res = img_size_arg(size[1:]) if size else kwargs.get("img_size", 224)
-    names = _labels(labels, classes)
+    res = img_size_arg(size[1:]) if size else kwargs.get("img_size", row.get("input_size", (3, 224, 224))[1])
+    classes = int(kwargs.get("num_classes", 0))
     return PretrainedTag(arch, repo.name, repo.url, classes, res if isinstance(res, int) else res[0],
                          float(pcfg.get("crop_pct", 1.0)), tuple(pcfg.get("mean", (0.5, 0.5, 0.5))),
                          tuple(pcfg.get("std", (0.5, 0.5, 0.5))), str(pcfg.get("interpolation", "bicubic")),
                          labels=None, model_kwargs={k: v for k, v in kwargs.items() if k != "num_classes"},
-                         label_names=names, license=pcfg.get("license"))
+                         label_names=_labels(labels, classes), license=pcfg.get("license"))
 
 
 # ------------------------------------------------------------------- published tags' files
