@@ -71,7 +71,7 @@ def test_checksum_mismatch_removes_the_download(server, tmp_path):
     handler.files["/w.bin"] = PAYLOAD
     with pytest.raises(ValueError, match="does not match its SHA-256"):
         hub.download(f"{base}/w.bin", sha256="0" * 64, cache=tmp_path)
-    assert not list(tmp_path.iterdir())
+    assert [p.name for p in tmp_path.iterdir()] == [".locks"]  # only the download lock remains
 
 
 def test_interrupted_download_resumes_from_the_part_file(server, tmp_path):
@@ -108,7 +108,8 @@ def test_tag_table_covers_the_published_files():
         assert f"{model}.augreg_in21k_ft_in1k" in names and f"{model}.augreg_in21k" in names
     for model in ("vit_base_patch16_224", "vit_large_patch16_224", "vit_base_r50_s16_224"):
         assert f"{model}.orig_in21k" in names
-        assert get_pretrained(model, "orig_in21k").num_classes == 21843
+        tag = get_pretrained(model, "orig_in21k")  # a zeroed 21k head in the file: built headless
+        assert tag.published_classes == 21843 and tag.num_classes == 0
     assert "vit_base_r50_s16_384.orig_in21k_ft_in1k" in names
     for size in ("tiny", "small", "base", "large"):
         for window, res in ((7, 224), (12, 384)):

@@ -3,7 +3,9 @@
 Every way of making a model goes through :func:`build`:
 
 - :func:`create_model` — a registered name with the caller's overrides; ``pretrained=True | "tag"``
-  (or timm's ``"name.tag"`` spelling) adds a published file, fetched through the cache;
+  (or timm's ``"name.tag"`` spelling) adds a published file, fetched through the cache; a Hub repo
+  (``"hf-hub:org/name[@rev]"``) or a local folder (``"local-dir:PATH"``) in timm's, transformers' or
+  vitkit's layout is built from its ``config.json`` (:func:`build_from_repo`);
 - :func:`build_from_file` — a weights file of any supported format (``vitkit convert``/``predict``),
   a vitkit file or training checkpoint rebuilding the model it was saved from;
 - :func:`build_from_checkpoint` — a vitkit training checkpoint already loaded
@@ -29,6 +31,7 @@ and the CLI.
 """
 from __future__ import annotations
 
+import fnmatch
 import importlib
 from pathlib import Path
 from typing import Any, Mapping
@@ -39,10 +42,10 @@ from . import models  # noqa: F401  (importing the architectures registers their
 from . import registry
 from .models.base import ModelBase, PretrainedCfg
 from .registry import ModelEntry, get_entry, is_registered
-from .weights.hub import download
+from .weights.hf_hub import is_repo_id, read_repo, repo_tag, tag_file
 from .weights.inspect import candidate_models, describe
 from .weights.load import Weights, load_converted, read_weights
-from .weights.pretrained import PretrainedTag, find_tag_by_filename, get_pretrained, labels_for
+from .weights.pretrained import TAGS, PretrainedTag, find_tag_by_filename, get_pretrained, labels_for
 
 LABEL_SETS_BY_SIZE = {1000: "imagenet1k", 21843: "imagenet21k"}  # a head's size says which set
 
@@ -56,7 +59,7 @@ def build(name: str | None, overrides: Mapping[str, Any] | None = None, *, tag: 
     overrides = dict(overrides or {})
     w = None if weights is None else read_weights(weights, fmt)  # read → detect → convert, once
     if tag is None and w is not None and w.name:
-        tag = find_tag_by_filename(w.name)  # a local copy of a published file: its tag's facts
+        tag = find_tag_by_filename(w.name, w.info)  # a local copy of a published file (by name and contents)
     entry = get_entry(name or model_name_for(w))
     kwargs = {**entry.kwargs, **weights_require(tag, w, overrides), **overrides}
     if int(kwargs.get("num_classes", 0) or 0) < 0:
@@ -82,11 +85,12 @@ def weights_require(tag: PretrainedTag | None, weights: Weights | None,
     need.update({k: value for k, (value, _) in weights.implies.items()})
     info = weights.info
     file_classes = info["num_classes"]
-    need["num_classes"] = file_classes
+    headless = tag is not None and tag.num_classes == 0  # a head not for use (orig_in21k): features only
+    need["num_classes"] = 0 if headless else file_classes
     rep = info["kwargs"].get("representation_size")
     if rep:
         need["representation_size"] = rep
-    if overrides.get("num_classes", file_classes) != file_classes:
+    if overrides.get("num_classes", need["num_classes"]) != file_classes:
         need.pop("representation_size", None)  # another head: the pre-training head goes whole (ViT §3.2)
     return need
 
@@ -143,13 +147,23 @@ def preprocessing(entry: ModelEntry, model: nn.Module, tag: PretrainedTag | None
     cfg.source = cfg.tag or weights.name
     classes = int(model.init_kwargs.get("num_classes", 0))
     known = LABEL_SETS_BY_SIZE.get(weights.info["num_classes"])
-    labels = meta.get("labels") or labels_for(cfg.label_set or known, classes)
+    labels = meta.get("labels") or cfg.labels or labels_for(cfg.label_set or known, classes)
     cfg.labels = list(labels) if labels and len(labels) == classes else None
     cfg.num_classes = classes
     return cfg
 
 
 # ---------------------------------------------------------------------------- the ways in
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (e.g. ``"swin_*"``), sorted; with
+    ``pretrained``, as timm, the ``name.tag`` of every published checkpoint whose model name or full name
+    matches (``"*.orig_in21k"``). Any Hub repo also builds, as ``"hf-hub:org/name"``."""
+    if not pretrained:
+        return registry.list_models(pattern)
+    return sorted(t.name for t in TAGS if is_registered(t.model)
+                  and (fnmatch.fnmatch(t.model, pattern) or fnmatch.fnmatch(t.name, pattern)))
+
+
 def resolve_tag(name: str, pretrained: bool | str = False) -> tuple[str, PretrainedTag | None]:
     """The registered name and the tag that ``name`` (maybe ``"name.tag"``) and ``pretrained`` ask for."""
     if not is_registered(name) and "." in name:
@@ -184,11 +198,28 @@ def create_model(
         overrides["img_size"] = img_size
     if num_classes is not None:
         overrides["num_classes"] = num_classes
+    if is_repo_id(name):
+        return build_from_repo(name, pretrained, **overrides)
     base, tag = resolve_tag(name, pretrained)
     if tag is None or not pretrained:
         return build(base, overrides, tag=tag)
-    path = download(tag.url, tag.filename, sha256=tag.sha256)
-    return build(base, overrides, tag=tag, weights=path)
+    return build(base, overrides, tag=tag, weights=tag_file(tag))
+
+
+def build_from_repo(name: str, pretrained: bool = True, **overrides: Any) -> nn.Module:
+    """The model a Hub repo (``"hf-hub:org/name[@rev]"``) or a local folder (``"local-dir:PATH"``) holds:
+    the architecture from its ``config.json`` (timm, transformers or vitkit), with its weights when
+    ``pretrained`` and its preprocessing and label names (:mod:`vitkit.weights.hf_hub`)."""
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"{name!r} is a repo: pretrained is True (its weights) or False (its architecture), "
+                         f"not {pretrained!r}; pick a revision with {name.split('@')[0]}@REVISION")
+    repo = read_repo(name)
+    tag = repo_tag(repo)
+    if not pretrained:
+        model = build(tag.model, overrides, tag=tag)
+        model.pretrained_cfg.update({k: v for k, v in tag.cfg().items() if k in ("mean", "std", "crop_pct", "interpolation")})
+        return model
+    return build(tag.model, overrides, tag=tag, weights=repo.weights_file())
 
 
 def build_from_file(path: str | Path | Weights, name: str | None = None, *, fmt: str | None = None,

@@ -1,19 +1,38 @@
-"""``vitkit models [PATTERN]``: list registered models with their size."""
+"""``vitkit models [PATTERN]``: list registered models with their size, or (``--pretrained``) the
+published checkpoints (``name.tag``) with their notes."""
 from __future__ import annotations
 
 import argparse
-
-import torch
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the registered model names")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'swin_*'")
     p.add_argument("--params", action="store_true", help="also count parameters (builds each model on the meta device)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the published checkpoints as name.tag (create_model(NAME.TAG, pretrained=True)); "
+                        "any Hub repo also loads as hf-hub:ORG/NAME")
     p.set_defaults(func=run)
 
 
+def run_pretrained(pattern: str) -> int:
+    from ..build import list_models
+    from ..weights.pretrained import TAGS
+
+    names = set(list_models(pattern, pretrained=True))
+    if not names:
+        raise ValueError(f"no pretrained weights match {pattern!r}; try 'vitkit models --pretrained' for all of them")
+    for t in sorted((t for t in TAGS if t.name in names), key=lambda t: t.name):
+        head = "headless (features)" if t.num_classes == 0 else f"{t.num_classes} classes"
+        print(f"{t.name:58s} {t.input_size:4d}px  {head:20s} {t.note}".rstrip())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return run_pretrained(args.pattern)
+    import torch
+
     from .. import create_model, list_models
 
     names = list_models(args.pattern)

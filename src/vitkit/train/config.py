@@ -91,6 +91,7 @@ class TrainConfig:
     checkpoint_every: int = 0     # >0: also write checkpoint-last.pt every this many steps
     progress: bool = True
     threads: int = 0              # >0: torch CPU threads (0 = torch's default)
+    push_to_hub: str = ""         # ORG/NAME: at the end, rank 0 pushes checkpoint-best.pt as a timm-format repo
 
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +168,7 @@ class TrainConfig:
         need(self.mixup >= 0 and self.cutmix >= 0, "mixup", "Mixup and CutMix α must be >= 0")
         need(self.img_size >= 0, "img_size", "must be >= 0 (0 = the model's)")
         need(self.num_classes >= 0, "num_classes", "must be >= 0 (0 = the number of classes in the data)")
+        need(not self.push_to_hub or self.push_to_hub.count("/") == 1, "push_to_hub", "must be a Hub repo ORG/NAME")
         return self
 
 

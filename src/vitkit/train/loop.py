@@ -334,6 +334,10 @@ class Trainer:
         if self.dist.is_main:
             best = f"best {self.task.main_metric} {self.best_metric:.4f}, " if self.best_metric is not None else ""
             log.info("done: %s%d steps in %.1fs; run folder %s", best, self.global_step, time.time() - start, self.out)
+            if cfg.push_to_hub:  # the finished run as a timm-format repo (as `vitkit hub-export` does later)
+                from ..weights.hub_export import push_run
+
+                log.info("pushed to %s", push_run(self.out, cfg.push_to_hub))
         return RunResult(self.out, self.metrics, self.best_metric, self.global_step, self.model)
 
     def _seconds_per_step(self) -> float:

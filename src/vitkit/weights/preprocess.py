@@ -40,12 +40,27 @@ def eval_transform(cfg: Mapping[str, Any]) -> Callable[[Any], torch.Tensor]:
     ])
 
 
+def require_classifier(model: nn.Module) -> None:
+    """Refuse a model without a classifier (``num_classes=0``: features only) for predictions, saying why."""
+    if getattr(model, "num_classes", None) != 0:
+        return
+    cfg = getattr(model, "pretrained_cfg", None)
+    source = (cfg.get("tag") or cfg.get("source")) if cfg is not None else None
+    name = source or getattr(model, "model_name", type(model).__name__)
+    why = ("the original ImageNet-21k files' classifier was zeroed by their authors (for fine-tuning only), so "
+           "vitkit builds them headless, as timm does. " if str(source or "").endswith("orig_in21k") else "")
+    raise ValueError(f"{name} has no classifier (num_classes=0): it gives features, not classes; {why}Fine-tune it "
+                     "first (vitkit train … pretrained=TAG), or predict with a tag that has a head "
+                     "(orig_in21k_ft_in1k, augreg_in21k_ft_in1k, augreg_in21k)")
+
+
 @torch.no_grad()
 def classify(model: nn.Module, images: Sequence[str | Path], topk: int = 5) -> list[list[tuple[int, str, float]]]:
     """Top-``topk`` (class index, label, probability) for each image file, with the model's own
     preprocessing and labels (``model.pretrained_cfg``); unnamed classes read ``class N``."""
     from ..data.images import open_image  # PIL limited to image decoders (no EPS → Ghostscript)
 
+    require_classifier(model)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     tf = eval_transform(cfg)
     labels = cfg.get("labels")

@@ -1,5 +1,5 @@
-"""Google's official ViT ``.npz`` (google-research/vision_transformer): Flax parameter paths joined
-by ``/``, kernels in Flax layouts (REFERENCE.md, "Official checkpoint format").
+"""Google's official ViT ``.npz`` (google-research/vision_transformer, the official JAX code): Flax
+parameter paths joined by ``/``, kernels in Flax layouts.
 
 Covers the AugReg files, the original ImageNet-21k files (a tanh ``pre_logits`` layer and a
 21,843-class head) and the hybrid R50+ViT files (ResNet-BiT ``conv_root``/``gn_root``/
