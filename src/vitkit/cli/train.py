@@ -20,8 +20,16 @@ RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_ev
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train or fine-tune a classifier (no arguments: the embedded MNIST demo)",
-                       description="Train with a recipe; any config field can be set as field=value.")
+    from . import add_command
+
+    p = add_command(sub, "train", help="train or fine-tune a classifier (no arguments: the embedded MNIST demo)",
+                    description="Train or fine-tune an image classifier with a recipe (--list-recipes shows them "
+                    "with their command, time and accuracy). Any config field can be set as field=value "
+                    "(--show-config prints them all); the run folder gets config.json, metrics.jsonl, "
+                    "checkpoint-last.pt, checkpoint-best.pt and curves.png.",
+                    examples=["vitkit train                                  # the embedded MNIST demo, minutes on a CPU",
+                              "vitkit train --recipe cifar10_vit --data ~/data/cifar10 --out runs/c10 lr=5e-4",
+                              "vitkit train --out runs/c10 --resume          # continue where it stopped"])
     p.add_argument("--recipe", default=None, help="recipe name (default mnist_demo; see --list-recipes)")
     p.add_argument("--model", help="model name (vitkit models lists them)")
     p.add_argument("--data", help="mnist | cifar10 | cifar100 | an image folder | an archive of one")
@@ -34,7 +42,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides, e.g. lr=3e-4 mixup=0.8")
     p.set_defaults(func=run_train)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix")
+    e = add_command(sub, "eval", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix",
+                    description="Evaluate a training checkpoint on a data split, at one or more input sizes: "
+                    "top-1/top-5 accuracy, loss, per-class accuracy and a confusion matrix. Without --data, the "
+                    "run's own data (from the checkpoint); the results go to eval.json and confusion-<size>.png "
+                    "in the run folder (or --out).",
+                    examples=["vitkit eval --checkpoint runs/c10/checkpoint-best.pt",
+                              "vitkit eval --checkpoint runs/c10/checkpoint-best.pt --data cifar10 --img-size 32 48",
+                              "vitkit eval --checkpoint runs/c10/checkpoint-last.pt --ema --out eval-ema/"])
     e.add_argument("--checkpoint", required=True, help="checkpoint-best.pt or checkpoint-last.pt of a run")
     e.add_argument("--data", required=True, help="mnist | cifar10 | cifar100 | an image folder | an archive")
     e.add_argument("--split", default="val", choices=("val", "test", "train"))
@@ -47,10 +62,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", help="folder for eval.json and confusion-<size>.png")
     e.set_defaults(func=run_eval)
 
-    v = sub.add_parser("vtab", help="VTAB-1k style transfer: fine-tune on 1,000 images of each task, score "
-                       "each test split, average per group (ViT Table 2)",
-                       description="Each task folder under --tasks holds train/<class>/ and test/<class>/. "
-                       "Defaults are the ViT paper's: recipe vit_finetune, 2,500 steps at lr 0.01.")
+    v = add_command(sub, "vtab", help="VTAB-1k style transfer: fine-tune on 1,000 images of each task, score "
+                    "each test split, average per group (ViT Table 2)",
+                    description="VTAB-1k style transfer (ViT paper, Table 2): fine-tune on 1,000 images of each "
+                    "task, score each test split, average per group. Each task folder under --tasks holds "
+                    "train/<class>/ and test/<class>/. Defaults are the ViT paper's: recipe vit_finetune, "
+                    "2,500 steps at lr 0.01.",
+                    examples=["vitkit vtab --tasks ~/data/vtab --out runs/vtab pretrained=true",
+                              "vitkit vtab --tasks ~/data/vtab --out runs/vtab --task dtd --steps 500"])
     v.add_argument("--tasks", required=True, help="folder of task folders (caltech101/, dtd/, …)")
     v.add_argument("--out", required=True, help="folder for one run per task, vtab.json and vtab.md")
     v.add_argument("--recipe", default="vit_finetune")

@@ -296,4 +296,4 @@ def describe_recipe(name: str) -> str:
     """The recipe's docstring (command, time, accuracy) for ``vitkit train --list-recipes``."""
     import inspect
 
-    return inspect.cleandoc(recipe_class(name).__doc__ or "")
+    return inspect.cleandoc(recipe_class(name).__doc__ or "").replace("``", "")  # plain text, no reST quotes
