@@ -215,6 +215,9 @@ def segment_predict(args: argparse.Namespace) -> int:
 
 
 def detect_train(args: argparse.Namespace) -> int:
+    from ..extras import check
+
+    check("pycocotools", "vitkit detect train (COCO box/mask AP at each evaluation)")  # before any work
     from ..dense.recipes import DET_RECIPES
     from ..dense.train_det import train
 
@@ -223,6 +226,9 @@ def detect_train(args: argparse.Namespace) -> int:
 
 
 def detect_eval(args: argparse.Namespace) -> int:
+    from ..extras import check
+
+    check("pycocotools", "vitkit detect eval (COCO box/mask AP)")
     import torch
 
     from ..dense.det_data import detection_transform, open_detection

@@ -180,9 +180,11 @@ def train(r: DetRecipe, resume: bool = False) -> dict[str, Any]:
     """Train per ``r`` with :class:`~vitkit.train.Trainer` and :class:`DetectionTask`; returns the last
     evaluation's row (AP, loss terms). Writes the run folder ``r.out``; ``resume`` continues from its
     checkpoint-last.pt (a fresh run when there is none)."""
+    from ..extras import check
     from ..train.loop import Trainer
     from ..train.progress import StepLog
 
+    check("pycocotools", "detection training (COCO box/mask AP at each evaluation)")  # now, not after training
     task = DetectionTask(r)  # its build() names a missing data=PATH
     try:
         result = Trainer(train_config(r), r.out, resume=resume and (Path(r.out) / "checkpoint-last.pt").is_file(),
