@@ -51,7 +51,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                               "vitkit eval --checkpoint runs/c10/checkpoint-best.pt --data cifar10 --img-size 32 48",
                               "vitkit eval --checkpoint runs/c10/checkpoint-last.pt --ema --out eval-ema/"])
     e.add_argument("--checkpoint", required=True, help="checkpoint-best.pt or checkpoint-last.pt of a run")
-    e.add_argument("--data", required=True, help="mnist | cifar10 | cifar100 | an image folder | an archive")
+    e.add_argument("--data", help="mnist | cifar10 | cifar100 | an image folder | an archive "
+                   "(default: the run's data, from the checkpoint)")
     e.add_argument("--split", default="val", choices=("val", "test", "train"))
     e.add_argument("--img-size", type=int, nargs="+", help="evaluate at each of these resolutions")
     e.add_argument("--batch-size", type=int, default=256)
@@ -59,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto")
     e.add_argument("--data-root", help="where named sets (cifar10, cifar100) are looked for")
     e.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a checkpoint-last.pt")
-    e.add_argument("--out", help="folder for eval.json and confusion-<size>.png")
+    e.add_argument("--out", help="folder for eval.json and confusion-<size>.png (default: the checkpoint's run folder)")
     e.set_defaults(func=run_eval)
 
     v = add_command(sub, "vtab", help="VTAB-1k style transfer: fine-tune on 1,000 images of each task, score "
@@ -148,16 +149,27 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import sys
+
     from ..evaluate import evaluate_checkpoint
 
-    results = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, img_sizes=args.img_size,
-                                  batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-                                  data_root=args.data_root, ema=args.ema, out_dir=args.out)
-    for r in results:
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent  # the run folder, beside the checkpoint
+    failed: list[int] = []
+
+    def show(r) -> None:
         worst = sorted((v, k) for k, v in r.per_class.items() if v is not None)[:3]
         print(f"{r.img_size}px: top-1 {100 * r.acc1:.2f}%  top-5 {100 * r.acc5:.2f}%  loss {r.loss:.4f}  "
               f"({r.num_images} images{f', {r.skipped} unreadable skipped' if r.skipped else ''}); weakest classes: "
-              + ", ".join(f"{k} {100 * v:.1f}%" for v, k in worst))
-    if args.out:
-        print(f"wrote {Path(args.out) / 'eval.json'} and confusion-<size>.png")
-    return 0
+              + ", ".join(f"{k} {100 * v:.1f}%" for v, k in worst), flush=True)
+
+    def fail(size: int, e: Exception) -> None:
+        failed.append(size)
+        print(f"vitkit eval: {size}px failed: {e}", file=sys.stderr, flush=True)
+
+    results = evaluate_checkpoint(args.checkpoint, args.data, split=args.split, img_sizes=args.img_size,
+                                  batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+                                  data_root=args.data_root, ema=args.ema, out_dir=out, on_result=show,
+                                  on_error=fail if args.img_size and len(args.img_size) > 1 else None)
+    pngs = ", ".join(str(out / f"confusion-{r.img_size}.png") for r in results)
+    print(f"wrote {out / 'eval.json'}" + (f" and {pngs}" if pngs else ""))
+    return 1 if failed else 0

@@ -1,0 +1,105 @@
+"""A new user's first hour with the command line (issue 17): predict and eval read the checkpoint,
+train says which recipe it applies and warns about schedules that cannot work as meant."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import vitkit
+from vitkit.cli import main
+from vitkit.weights.io import save_vitkit
+
+CLASSES = ("cat", "dog")
+
+
+def _folder(root: Path, splits=("train", "test"), size=32, mode="RGB", per_class=8) -> Path:
+    g = torch.Generator().manual_seed(0)
+    for split in splits:
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                base = torch.full((size, size, 3 if mode == "RGB" else 1), 60 + 120 * c, dtype=torch.float32)
+                px = (base + 40 * torch.rand(base.shape, generator=g)).clamp(0, 255).to(torch.uint8).numpy()
+                Image.fromarray(px if mode == "RGB" else px[..., 0], mode).save(root / split / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, str]:
+    """A two-step run on a cat/dog folder without val/ (the CLI, as a user would), and its log."""
+    root = tmp_path_factory.mktemp("first_hour")
+    data = _folder(root / "data")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("vitkit").addHandler(handler)
+    try:
+        rc = main(["train", "--data", str(data), "--out", str(root / "run"), "--epochs", "1",
+                   "model=vit_micro_patch4_32", "batch_size=8", "num_workers=0", "progress=false"])
+    finally:
+        logging.getLogger("vitkit").removeHandler(handler)
+    assert rc == 0, records
+    return root / "run", "\n".join(records)
+
+
+def test_predict_reads_the_model_and_class_names_from_a_training_checkpoint(run, capsys):
+    img = str(next((run[0].parent / "data" / "test" / "dog").iterdir()))
+    assert main(["predict", img, "--checkpoint", str(run[0] / "checkpoint-best.pt"), "--topk", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == img and len(lines) == 3
+    assert {ln.split(".", 1)[1].split("(")[0].strip() for ln in lines[1:]} == set(CLASSES), lines
+    assert "class " not in "\n".join(lines)
+
+
+def test_predict_reads_a_converted_file_without_model(run, tmp_path, capsys):
+    dst = tmp_path / "m.safetensors"
+    assert main(["convert", str(run[0] / "checkpoint-best.pt"), str(dst)]) == 0
+    capsys.readouterr()
+    img = str(next((run[0].parent / "data" / "test" / "cat").iterdir()))
+    assert main(["predict", img, "--checkpoint", str(dst), "--topk", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split(". ", 1)[1].split(" (")[0] in CLASSES
+
+
+def test_predict_with_the_wrong_model_names_both(run, capsys):
+    img = str(next((run[0].parent / "data" / "test" / "cat").iterdir()))
+    rc = main(["predict", img, "--checkpoint", str(run[0] / "checkpoint-best.pt"), "--model", "vit_micro_patch4_28"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "vit_micro_patch4_28" in err and "vit_micro_patch4_32" in err and "does not match" in err
+
+
+def test_predict_wrong_model_for_a_file_that_does_not_name_it(tmp_path, capsys):
+    m = vitkit.create_model("vit_micro_patch4_32")
+    path = tmp_path / "plain.pth"
+    torch.save(m.state_dict(), path)  # a bare state dict in vitkit's names: no model name inside
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(img)
+    rc = main(["predict", str(img), "--checkpoint", str(path), "--model", "vit_micro_patch4_28"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not match" in err and "vit_micro_patch4_28" in err and "vit_micro_patch4_32" in err
+
+
+def test_eval_defaults_to_the_runs_data_and_writes_into_the_run(run, capsys):
+    rc = main(["eval", "--checkpoint", str(run[0] / "checkpoint-best.pt"), "--num-workers", "0"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.count("32px: top-1") == 1  # printed once
+    doc = json.loads((run[0] / "eval.json").read_text())
+    assert doc["results"][0]["img_size"] == 32 and doc["results"][0]["num_images"] == 16
+    assert f"{run[0] / 'eval.json'}" in out and f"{run[0] / 'confusion-32.png'}" in out
+    assert (run[0] / "confusion-32.png").is_file() and "<size>" not in out
+
+
+def test_eval_writes_each_size_as_it_completes_and_reports_failures(run, tmp_path, capsys):
+    rc = main(["eval", "--checkpoint", str(run[0] / "checkpoint-best.pt"), "--num-workers", "0",
+               "--img-size", "32", "30", "48", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 1  # one size failed (30 is no multiple of the 4-pixel patches)
+    doc = json.loads((tmp_path / "eval.json").read_text())
+    assert [r["img_size"] for r in doc["results"]] == [32, 48]
+    assert list(doc["errors"]) == ["30"] and "30px" in captured.err
+    assert (tmp_path / "confusion-32.png").is_file() and (tmp_path / "confusion-48.png").is_file()
