@@ -37,12 +37,16 @@ def run(tmp_path_factory) -> tuple[Path, str]:
     records: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("vitkit").addHandler(handler)
+    logger = logging.getLogger("vitkit")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         rc = main(["train", "--data", str(data), "--out", str(root / "run"), "--epochs", "1",
                    "model=vit_micro_patch4_32", "batch_size=8", "num_workers=0", "progress=false"])
     finally:
-        logging.getLogger("vitkit").removeHandler(handler)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     assert rc == 0, records
     return root / "run", "\n".join(records)
 
@@ -103,3 +107,46 @@ def test_eval_writes_each_size_as_it_completes_and_reports_failures(run, tmp_pat
     assert [r["img_size"] for r in doc["results"]] == [32, 48]
     assert list(doc["errors"]) == ["30"] and "30px" in captured.err
     assert (tmp_path / "confusion-32.png").is_file() and (tmp_path / "confusion-48.png").is_file()
+
+
+# ------------------------------------------------------------------ train: recipe, warnings, cores
+def test_train_names_the_recipe_first_and_warns(run):
+    _, text = run
+    first = text.splitlines()[0]
+    assert first.startswith("recipe cifar10_vit_cpu") and "colour 32×32" in first, first
+    assert "warm-up (1 epoch) is as long as the whole run (1 epoch)" in text
+    assert "no val/ split" in text and "test/" in text and "checkpoint-best.pt" in text
+    cfg = json.loads((run[0] / "config.json").read_text())
+    assert cfg.get("augment", cfg.get("config", {}).get("augment")) != "digits"
+
+
+def _show_config(args: list[str], capsys) -> dict:
+    assert main(["train", *args, "--show-config"]) == 0
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{"):])
+
+
+@pytest.mark.parametrize("mode,size,recipe", [("L", 28, "mnist_demo"), ("RGB", 32, "cifar10_vit_cpu"),
+                                              ("RGB", 48, "folder_vit_cpu")])
+def test_train_picks_a_recipe_suited_to_the_data(tmp_path, capsys, mode, size, recipe):
+    data = _folder(tmp_path / "d", splits=("train", "val"), size=size, mode=mode, per_class=1)
+    cfg = _show_config(["--data", str(data)], capsys)
+    assert cfg["recipe"] == recipe and (cfg["augment"] == "digits") == (recipe == "mnist_demo")
+    assert _show_config(["--data", str(data), "--recipe", "mnist_demo"], capsys)["recipe"] == "mnist_demo"
+
+
+def test_threads_and_workers_follow_the_free_cores(tmp_path, capsys, monkeypatch, caplog):
+    import os
+
+    data = _folder(tmp_path / "d", splits=("train", "val"), per_class=1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    with caplog.at_level(logging.INFO, logger="vitkit"):
+        cfg = _show_config(["--data", str(data), "--recipe", "cifar10_vit_cpu", "device=cpu"], capsys)
+    assert (cfg["threads"], cfg["num_workers"]) == (1, 0)  # one core free: no worker beside the thread
+    assert "1 free core of 2" in caplog.text
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    cfg = _show_config(["--data", str(data), "--recipe", "cifar10_vit_cpu", "device=cpu"], capsys)
+    assert (cfg["threads"], cfg["num_workers"]) == (1, 1)
+    cfg = _show_config(["--data", str(data), "--recipe", "cifar10_vit_cpu", "device=cpu", "threads=2"], capsys)
+    assert (cfg["threads"], cfg["num_workers"]) == (2, 1)  # the user's choice stands

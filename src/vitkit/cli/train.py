@@ -30,7 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     examples=["vitkit train                                  # the embedded MNIST demo, minutes on a CPU",
                               "vitkit train --recipe cifar10_vit --data ~/data/cifar10 --out runs/c10 lr=5e-4",
                               "vitkit train --out runs/c10 --resume          # continue where it stopped"])
-    p.add_argument("--recipe", default=None, help="recipe name (default mnist_demo; see --list-recipes)")
+    p.add_argument("--recipe", default=None, help="recipe name (see --list-recipes); default: mnist_demo without "
+                   "--data, else the one suited to the data (grey images up to 32 px: mnist_demo; colour up to "
+                   "32 px: cifar10_vit_cpu; larger: folder_vit_cpu)")
     p.add_argument("--model", help="model name (vitkit models lists them)")
     p.add_argument("--data", help="mnist | cifar10 | cifar100 | an image folder | an archive of one")
     p.add_argument("--epochs", type=int)
@@ -103,7 +105,10 @@ def _cli_fields(args: argparse.Namespace) -> list[str]:
 def run_train(args: argparse.Namespace) -> int:
     from ..train import TrainingError, apply_overrides, describe_recipe, get_recipe, load_run_config, train
     from ..train import distributed as D
+    from ..train.advice import choose_recipe
     from ..train.recipes import DEFAULT_RECIPE, RECIPES
+
+    log = logging.getLogger("vitkit.train")
 
     if args.list_recipes:
         for name in RECIPES:
@@ -122,8 +127,12 @@ def run_train(args: argparse.Namespace) -> int:
             raise ValueError(f"cannot change {', '.join(changed)} when resuming (the run would no longer continue "
                              f"exactly); start a new run with another --out instead")
         cfg, out = new, Path(args.out)
+        log.info("resuming %s (recipe %s)", out, recipe)
     else:
-        recipe = args.recipe or DEFAULT_RECIPE
+        recipe, why = args.recipe or DEFAULT_RECIPE, "the default" if not args.recipe else "--recipe"
+        if not args.recipe and args.data:
+            recipe, why = choose_recipe(args.data)
+        log.info("recipe %s (%s; --recipe NAME to choose another, --list-recipes lists them)", recipe, why)
         cfg = apply_overrides(get_recipe(recipe), overrides)
         out = Path(args.out or f"runs/{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "checkpoint-last.pt").exists():
@@ -131,6 +140,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not cfg.data:
         raise ValueError(f"recipe {recipe!r} has no default data; pass --data PATH (an image folder with train/ "
                          "and val/, or an archive of one)")
+    cfg = _advise(cfg, overrides)
     if args.show_config:
         print(json.dumps({"recipe": recipe, **cfg.to_dict()}, indent=2))
         return 0
@@ -146,6 +156,32 @@ def run_train(args: argparse.Namespace) -> int:
     finally:
         D.cleanup()
     return 0
+
+
+def _advise(cfg, overrides: list[str]):
+    """Warnings about the schedule and the evaluation split, and threads/workers for the free cores
+    (a CPU run with threads=0, outside torchrun) before the run starts."""
+    import dataclasses
+
+    from ..train.advice import cpu_budget, eval_split_warning, schedule_warnings
+
+    log = logging.getLogger("vitkit.train")
+    if int(os.environ.get("RANK", "0")) == 0:
+        for text in schedule_warnings(cfg) + [w for w in [eval_split_warning(cfg)] if w]:
+            log.warning("warning: %s", text)
+    if "WORLD_SIZE" in os.environ or cfg.device.startswith("cuda"):
+        return cfg
+    if cfg.device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return cfg
+    budget = cpu_budget(cfg, workers_given=any(o.startswith("num_workers=") for o in overrides))
+    if budget is None:
+        return cfg
+    threads, workers, why = budget
+    log.info("CPU: %s", why)
+    return dataclasses.replace(cfg, threads=threads, num_workers=workers)
 
 
 def run_eval(args: argparse.Namespace) -> int:
