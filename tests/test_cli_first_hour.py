@@ -150,3 +150,75 @@ def test_threads_and_workers_follow_the_free_cores(tmp_path, capsys, monkeypatch
     assert (cfg["threads"], cfg["num_workers"]) == (1, 1)
     cfg = _show_config(["--data", str(data), "--recipe", "cifar10_vit_cpu", "device=cpu", "threads=2"], capsys)
     assert (cfg["threads"], cfg["num_workers"]) == (2, 1)  # the user's choice stands
+
+
+# ------------------------------------------------------------------ logging and config files
+def _tiny_run(tmp_path: Path, *extra: str) -> Path:
+    data = _folder(tmp_path / "d", splits=("train", "val"), per_class=8)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--recipe", "cifar10_vit_cpu", "--epochs", "2",
+                 "batch_size=4", "num_workers=0", "progress=false", "threads=1", *extra]) == 0
+    return out
+
+
+def test_tensorboard_logger_writes_events_tensorboard_reads(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = _tiny_run(tmp_path, "logger=tensorboard", "log_every=2")
+    steps = [json.loads(ln) for ln in (out / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps] == [2, 4, 6, 8] and all(r["train_loss"] > 0 and r["lr"] > 0 for r in steps)
+    acc = EventAccumulator(str(out / "tensorboard")).Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"train/train_loss", "train/lr", "epoch/val_acc1", "epoch/train_loss"} <= set(tags), tags
+    assert [e.step for e in acc.Scalars("train/train_loss")] == [2, 4, 6, 8]
+    assert [round(e.value, 5) for e in acc.Scalars("train/lr")] == [round(r["lr"], 5) for r in steps]
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [round(e.value, 6) for e in acc.Scalars("epoch/val_acc1")] == [round(r["val_acc1"], 6) for r in rows]
+
+
+def test_logger_none_writes_only_the_files(tmp_path):
+    out = _tiny_run(tmp_path, "log_every=3")
+    assert not (out / "tensorboard").exists()
+    assert [json.loads(ln)["step"] for ln in (out / "steps.jsonl").read_text().splitlines()] == [3, 6, 8]
+
+
+def test_missing_tensorboard_stops_before_training(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    data = _folder(tmp_path / "d", splits=("train", "val"), per_class=1)
+    rc = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "logger=tensorboard"])
+    assert rc == 2 and "pip install 'vitkit[tensorboard]'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["train", "--data", str(data), "logger=tensorbord", "--show-config"]) == 2
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_config_file_gives_fields_and_the_command_line_wins(tmp_path, capsys, suffix):
+    data = _folder(tmp_path / "d", splits=("train", "val"), per_class=1)
+    fields = {"recipe": "cifar10_vit_cpu", "data": str(data), "lr": 0.004, "scale": [0.5, 1.0], "epochs": 3,
+              "zero_init_head": True}
+    path = tmp_path / f"run{suffix}"
+    if suffix == ".yaml":
+        path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in fields.items()) + "warmup_epochs: 1e-1\n")
+    else:
+        path.write_text(json.dumps({**fields, "warmup_epochs": 0.1}))
+    cfg = _show_config(["--config", str(path), "epochs=4"], capsys)
+    assert cfg["recipe"] == "cifar10_vit_cpu" and cfg["data"] == str(data)
+    assert (cfg["lr"], cfg["scale"], cfg["epochs"], cfg["zero_init_head"], cfg["warmup_epochs"]) == \
+        (0.004, [0.5, 1.0], 4, True, 0.1)
+    assert _show_config(["--config", str(path), "--epochs", "5", "--recipe", "folder_vit_cpu"], capsys)["epochs"] == 5
+    path.write_text("lr: [1, 2\n" if suffix == ".yaml" else "{lr: 1")
+    assert main(["train", "--config", str(path), "--show-config"]) == 2
+    assert f"--config {path}" in capsys.readouterr().err
+    path.write_text(json.dumps({"learning_rate": 1}) if suffix == ".json" else "learning_rate: 1\n")
+    assert main(["train", "--config", str(path), "--show-config"]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+
+def test_a_runs_config_json_reproduces_it(run, capsys):
+    saved = json.loads((run[0] / "config.json").read_text())
+    cfg = _show_config(["--config", str(run[0] / "config.json")], capsys)
+    assert {k: v for k, v in cfg.items() if k not in ("threads", "num_workers")} == \
+        {k: v for k, v in saved.items() if k not in ("resolved", "threads", "num_workers")}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 # fields that may differ when a run is resumed: they change how it runs, not what it computes
-RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_every", "threads"}
+RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_every", "threads", "logger", "log_every"}
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "(--show-config prints them all); the run folder gets config.json, metrics.jsonl, "
                     "checkpoint-last.pt, checkpoint-best.pt and curves.png.",
                     examples=["vitkit train                                  # the embedded MNIST demo, minutes on a CPU",
-                              "vitkit train --recipe cifar10_vit --data ~/data/cifar10 --out runs/c10 lr=5e-4",
+                              "vitkit train --config run.yaml lr=5e-4 logger=tensorboard   # a file, then overrides",
                               "vitkit train --out runs/c10 --resume          # continue where it stopped"])
     p.add_argument("--recipe", default=None, help="recipe name (see --list-recipes); default: mnist_demo without "
                    "--data, else the one suited to the data (grey images up to 32 px: mnist_demo; colour up to "
@@ -38,6 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch per optimiser step")
     p.add_argument("--out", help="run folder (default runs/<recipe>-<date-time>)")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of config fields (the same names as "
+                   "field=value; 'recipe' too); --recipe/--model/... and field=value on the command line win. A "
+                   "run's config.json works")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint-last.pt")
     p.add_argument("--list-recipes", action="store_true", help="list the recipes with their command, time and accuracy")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
@@ -97,6 +100,44 @@ def run_vtab(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_config_file(path: str) -> dict:
+    """The fields of a ``--config`` file: a YAML (``.yaml``/``.yml``) or JSON mapping of config field
+    names to values, as ``field=value`` takes them (a run's config.json included: its ``resolved``
+    record is left out). Values go through the same conversion as field=value text (lists: a,b)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"--config {path!r} does not exist")
+    text = p.read_text()
+    if p.suffix.lower() in (".yaml", ".yml"):
+        from ..extras import require
+
+        yaml = require("yaml", "--config with a YAML file")
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--config {path}: not valid YAML: {e}") from e
+    else:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config {path}: not valid JSON ({e}); YAML files end in .yaml or .yml") from e
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"--config {path}: expected a mapping of field: value, got {type(doc).__name__}")
+    doc.pop("resolved", None)
+    return {str(k): _as_text(v) for k, v in doc.items()}
+
+
+def _as_text(value) -> str:
+    """A file's value as the text field=value would give (then converted by the field's type)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_text(v) for v in value)
+    return str(value)
+
+
 def _cli_fields(args: argparse.Namespace) -> list[str]:
     named = {"model": args.model, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size}
     return [f"{k}={v}" for k, v in named.items() if v is not None] + list(args.overrides)
@@ -114,6 +155,10 @@ def run_train(args: argparse.Namespace) -> int:
         for name in RECIPES:
             print(f"{name}\n    " + describe_recipe(name).replace("\n", "\n    ") + "\n")
         return 0
+    file_fields = read_config_file(args.config) if args.config else {}
+    if file_fields.get("recipe") and not args.recipe:
+        args.recipe = str(file_fields["recipe"])
+    file_fields.pop("recipe", None)
     overrides = _cli_fields(args)
     if args.resume:
         if not args.out:
@@ -121,7 +166,7 @@ def run_train(args: argparse.Namespace) -> int:
         cfg, recipe = load_run_config(args.out)
         if args.recipe and args.recipe != recipe:
             raise ValueError(f"{args.out} was trained with recipe {recipe!r}, not {args.recipe!r}")
-        new = apply_overrides(cfg, overrides)
+        new = apply_overrides(apply_overrides(cfg, file_fields), overrides)
         changed = sorted(k for k, v in new.to_dict().items() if v != cfg.to_dict()[k] and k not in RUNTIME_FIELDS)
         if changed:
             raise ValueError(f"cannot change {', '.join(changed)} when resuming (the run would no longer continue "
@@ -130,10 +175,11 @@ def run_train(args: argparse.Namespace) -> int:
         log.info("resuming %s (recipe %s)", out, recipe)
     else:
         recipe, why = args.recipe or DEFAULT_RECIPE, "the default" if not args.recipe else "--recipe"
-        if not args.recipe and args.data:
-            recipe, why = choose_recipe(args.data)
+        data = args.data or file_fields.get("data")
+        if not args.recipe and data:
+            recipe, why = choose_recipe(str(data))
         log.info("recipe %s (%s; --recipe NAME to choose another, --list-recipes lists them)", recipe, why)
-        cfg = apply_overrides(get_recipe(recipe), overrides)
+        cfg = apply_overrides(apply_overrides(get_recipe(recipe), file_fields), overrides)  # the command line wins
         out = Path(args.out or f"runs/{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "checkpoint-last.pt").exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -165,6 +211,11 @@ def _advise(cfg, overrides: list[str]):
 
     from ..train.advice import cpu_budget, eval_split_warning, schedule_warnings
 
+    from ..extras import check
+    from ..train.loggers import parse_loggers
+
+    for name in parse_loggers(cfg.logger):  # a missing tracker package stops the run now, not after a step
+        check(name, f"logger={name}")
     log = logging.getLogger("vitkit.train")
     if int(os.environ.get("RANK", "0")) == 0:
         for text in schedule_warnings(cfg) + [w for w in [eval_split_warning(cfg)] if w]:

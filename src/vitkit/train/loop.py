@@ -39,6 +39,7 @@ from .checkpoint import get_rng_state, load_checkpoint, restore_rng, rng_states,
 from .config import TrainConfig
 from .ema import ModelEma
 from .fsdp import full_tensor
+from . import loggers as run_loggers
 from .optim import WarmupDecay, build_optimizer, param_groups
 from .progress import ProgressBar, epoch_summary, plot_curves
 from .tasks import ClassificationTask, Task
@@ -365,6 +366,7 @@ class Trainer:
                 self._save_last()
             for cb in self.callbacks:
                 cb(self)
+            run_loggers.on_step(self)  # steps.jsonl, TensorBoard (vitkit.train.loggers)
             if self.global_step >= self.total_steps:
                 break
         bar.close()
@@ -484,6 +486,7 @@ class Trainer:
             if s["skipped"]:
                 log.warning("epoch %d: %d unreadable images were skipped (see the warnings above)", self.epoch,
                             s["skipped"])
+        run_loggers.on_row(self, row)  # TensorBoard and other trackers (vitkit.train.loggers)
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         self._save_last()
         if is_best:
