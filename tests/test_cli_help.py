@@ -96,3 +96,18 @@ def test_bench_choices_match_the_runner():
     from vitkit.cli import bench
 
     assert (bench.MODES, bench.DTYPES, bench.IMPLS) == (MODES, tuple(DTYPES), IMPLS)
+
+
+def test_bash_completion_completes_commands_actions_and_options(tmp_path):
+    import shutil
+
+    if not shutil.which("bash"):
+        pytest.skip("no bash")
+    r = subprocess.run([sys.executable, "-m", "vitkit", "completion", "bash"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "c.sh").write_text(r.stdout)
+    probe = ('source c.sh; for line in "vitkit tr" "vitkit detect " "vitkit detect train --re" "vitkit train --ep"; '
+             'do read -ra COMP_WORDS <<< "$line"; [[ "$line" == *" " ]] && COMP_WORDS+=(""); '
+             'COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _vitkit; echo "${COMPREPLY[*]}"; done')
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path).stdout.splitlines()
+    assert out == ["train", "eval predict recipes train", "--recipe --resume", "--epochs"], out

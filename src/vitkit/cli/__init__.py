@@ -21,6 +21,7 @@ COMMANDS = (
     "analysis",     # fewshot, analyze       (vitkit.cli.analysis)
     "dense",        # segment, detect        (vitkit.cli.dense)
     "models",       # models                 (vitkit.cli.models)
+    "completion",   # completion             (vitkit.cli.completion)
 )
 
 
