@@ -222,3 +222,82 @@ def test_a_runs_config_json_reproduces_it(run, capsys):
     cfg = _show_config(["--config", str(run[0] / "config.json")], capsys)
     assert {k: v for k, v in cfg.items() if k not in ("threads", "num_workers")} == \
         {k: v for k, v in saved.items() if k not in ("resolved", "threads", "num_workers")}
+
+
+# ------------------------------------------------------------------ cosmetics
+def test_convert_writes_files_with_the_umasks_mode_and_names_the_vitkit_format(run, tmp_path, capsys):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        dst = tmp_path / "c.safetensors"
+        assert main(["convert", str(run[0] / "checkpoint-best.pt"), str(dst)]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o644
+    assert "format=vitkit" in capsys.readouterr().out
+
+
+def test_header_plurals_and_final_summary_in_percent(run):
+    _, text = run
+    header = next(ln for ln in text.splitlines() if ln.startswith("training "))
+    assert "1 epoch × 2 steps" in header and "(1 rank × 1 accumulation" in header, header
+    done = next(ln for ln in text.splitlines() if ln.startswith("done: "))
+    assert "best val_acc1 " in done and "%" in done.split("best val_acc1 ")[1].split(",")[0], done
+
+
+def test_progress_bar_total_is_what_the_epoch_runs_when_max_steps_ends_it(tmp_path, monkeypatch):
+    import vitkit.train.loop as loop
+
+    bars = []
+
+    class Recording(loop.ProgressBar):
+        def __init__(self, total, *a, **k):
+            super().__init__(total, *a, **k)
+            bars.append(self)
+
+    monkeypatch.setattr(loop, "ProgressBar", Recording)
+    _tiny_run(tmp_path, "max_steps=3", "log_every=0")  # 4 steps an epoch; the run stops after 3
+    assert [(b.total, b.done) for b in bars] == [(12, 12)]
+
+
+def test_curves_mark_points_the_best_row_and_draw_the_lr(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from vitkit.train.progress import plot_curves
+
+    figs = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figs.append(self))
+    one = [{"epoch": 1, "step": 8, "train_loss": 0.5, "val_loss": 0.4, "val_acc1": 0.9, "val_acc5": 1.0, "lr": 1e-3}]
+    plot_curves(one, tmp_path / "c.png", steps=[{"epoch": e / 8, "step": e, "train_loss": 1 - e / 10,
+                                                  "lr": 1e-3 * e / 8} for e in range(1, 9)])
+    loss, acc, lr = figs[0].axes
+    assert lr.get_title().startswith("learning rate") and max(len(ln.get_xdata()) for ln in lr.lines) == 8
+    assert all(ln.get_marker() not in ("None", None, "") for ln in acc.lines if len(ln.get_xdata()) == 1)  # visible
+    star = [line for line in acc.lines if line.get_marker() == "*"]
+    assert len(star) == 1 and list(star[0].get_ydata()) == [90.0] and "best top-1 90.00%" in star[0].get_label()
+    three = [dict(one[0], epoch=e, val_acc1=a) for e, a in ((1, 0.5), (2, 0.8), (3, 0.7))]
+    plot_curves(three, tmp_path / "d.png", steps=[])
+    star = [line for line in figs[1].axes[1].lines if line.get_marker() == "*"][0]
+    assert list(star.get_xdata()) == [2]
+
+
+def test_detect_header_counts_the_whole_detector_and_names_the_narrowed_backbone():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from vitkit.dense.recipes import DET_RECIPES, get_recipe
+    from vitkit.dense.train_det import DetectionTask, build_model
+
+    r = dataclasses.replace(get_recipe("mask_rcnn_coco8_smoke", DET_RECIPES), data="x")
+    task = DetectionTask(r)
+    task.num_classes = 3
+    model = build_model(r, 3)
+    trainer = SimpleNamespace(model=model, train_set=[0] * 4, val_set=[0] * 2, dist=SimpleNamespace(world_size=1),
+                              device="cpu")
+    text = task.describe(trainer)
+    whole = sum(p.numel() for p in model.parameters())
+    body = sum(p.numel() for p in model.backbone.body.parameters())
+    assert f"{whole / 1e6:.2f} M parameters (whole detector; backbone {body / 1e6:.2f} M)" in text, text
+    assert "embed_dim=48" in text and "1 process on cpu" in text
