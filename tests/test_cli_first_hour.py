@@ -240,6 +240,10 @@ def test_convert_writes_files_with_the_umasks_mode_and_names_the_vitkit_format(r
 
 
 def test_header_plurals_and_final_summary_in_percent(run):
+    from vitkit.train.progress import plural
+
+    assert [plural(1, "epoch"), plural(20, "epoch"), plural(2, "process"), plural(0.5, "epoch")] == \
+        ["1 epoch", "20 epochs", "2 processes", "0.5 epochs"]
     _, text = run
     header = next(ln for ln in text.splitlines() if ln.startswith("training "))
     assert "1 epoch × 2 steps" in header and "(1 rank × 1 accumulation" in header, header
@@ -301,3 +305,36 @@ def test_detect_header_counts_the_whole_detector_and_names_the_narrowed_backbone
     body = sum(p.numel() for p in model.backbone.body.parameters())
     assert f"{whole / 1e6:.2f} M parameters (whole detector; backbone {body / 1e6:.2f} M)" in text, text
     assert "embed_dim=48" in text and "1 process on cpu" in text
+
+
+def test_wandb_logger_sends_the_same_scalars(tmp_path, monkeypatch):
+    """wandb itself is not a test dependency: a stand-in module records what the logger sends."""
+    import importlib.machinery
+    import sys
+    import types
+
+    calls = []
+    run_obj = types.SimpleNamespace(log=lambda values, step: calls.append((step, dict(values))))
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kw: calls.append(("init", kw)) or run_obj
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # found by importlib.util.find_spec
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    out = _tiny_run(tmp_path, "logger=wandb", "log_every=4")
+    assert calls[0][0] == "init" and calls[0][1]["config"]["logger"] == "wandb" and calls[0][1]["dir"] == str(out)
+    steps = [c for c in calls[1:] if "train/lr" in c[1]]
+    rows = [c for c in calls[1:] if "epoch/val_acc1" in c[1]]
+    assert [s for s, _ in steps] == [4, 8] and [s for s, _ in rows] == [4, 8]
+
+
+def test_steps_log_is_trimmed_to_the_checkpoint_on_resume(tmp_path):
+    from types import SimpleNamespace
+
+    from vitkit.train.config import TrainConfig
+    from vitkit.train.loggers import RunLoggers
+
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (2, 4, 6, 8)))
+    trainer = SimpleNamespace(cfg=TrainConfig(log_every=2), out=tmp_path, global_step=4)
+    RunLoggers(trainer)
+    assert [json.loads(ln)["step"] for ln in (tmp_path / "steps.jsonl").read_text().splitlines()] == [2, 4]
+    RunLoggers(SimpleNamespace(cfg=TrainConfig(log_every=2), out=tmp_path, global_step=0))  # a fresh run
+    assert (tmp_path / "steps.jsonl").read_text() == ""

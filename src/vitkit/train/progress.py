@@ -60,7 +60,7 @@ def plural(n: int | float, word: str) -> str:
     """``1 epoch``, ``2 epochs``, ``1 rank``, ``2 processes``."""
     if float(n) == 1:
         return f"{n:g} {word}"
-    return f"{n:g} {word}es" if word.endswith(("s", "x", "ch", "sh")) else f"{n:g} {word}s"
+    return f"{n:g} {word}es" if word.endswith(("s", "x", "sh")) else f"{n:g} {word}s"  # epochs, processes
 
 
 def model_with_overrides(name: str, kwargs: dict[str, Any] | None) -> str:
