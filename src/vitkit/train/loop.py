@@ -477,6 +477,7 @@ class Trainer:
         row.update(lr=self._lr(), seconds=s["seconds"],
                    images_per_second=s["samples"] / s["seconds"] if s["seconds"] else None, skipped=s["skipped"])
         self.metrics.append(row)
+        run_loggers.on_row(self, row)  # TensorBoard and other trackers (vitkit.train.loggers)
         is_best = metric is not None and (self.best_metric is None or metric > self.best_metric)
         if is_best:
             self.best_metric = metric
@@ -488,7 +489,6 @@ class Trainer:
             if s["skipped"]:
                 log.warning("epoch %d: %d unreadable images were skipped (see the warnings above)", self.epoch,
                             s["skipped"])
-        run_loggers.on_row(self, row)  # TensorBoard and other trackers (vitkit.train.loggers)
         self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
         self._save_last()
         if is_best:
