@@ -156,8 +156,9 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"{name}\n    " + describe_recipe(name).replace("\n", "\n    ") + "\n")
         return 0
     file_fields = read_config_file(args.config) if args.config else {}
+    recipe_from = "--recipe" if args.recipe else ""
     if file_fields.get("recipe") and not args.recipe:
-        args.recipe = str(file_fields["recipe"])
+        args.recipe, recipe_from = str(file_fields["recipe"]), "--config"
     file_fields.pop("recipe", None)
     overrides = _cli_fields(args)
     if args.resume:
@@ -174,11 +175,15 @@ def run_train(args: argparse.Namespace) -> int:
         cfg, out = new, Path(args.out)
         log.info("resuming %s (recipe %s)", out, recipe)
     else:
-        recipe, why = args.recipe or DEFAULT_RECIPE, "the default" if not args.recipe else "--recipe"
+        recipe, why = args.recipe or DEFAULT_RECIPE, "the default without --data"
         data = args.data or file_fields.get("data")
-        if not args.recipe and data:
+        if args.recipe:
+            why = f"from {recipe_from}"
+        elif data:
             recipe, why = choose_recipe(str(data))
-        log.info("recipe %s (%s; --recipe NAME to choose another, --list-recipes lists them)", recipe, why)
+            why = f"chosen for the data: {why}"
+        hint = "" if args.recipe else "; --recipe NAME to choose another, --list-recipes lists them"
+        log.info("recipe %s (%s%s)", recipe, why, hint)
         cfg = apply_overrides(apply_overrides(get_recipe(recipe), file_fields), overrides)  # the command line wins
         out = Path(args.out or f"runs/{recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (out / "checkpoint-last.pt").exists():
