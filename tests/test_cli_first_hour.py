@@ -338,3 +338,15 @@ def test_steps_log_is_trimmed_to_the_checkpoint_on_resume(tmp_path):
     assert [json.loads(ln)["step"] for ln in (tmp_path / "steps.jsonl").read_text().splitlines()] == [2, 4]
     RunLoggers(SimpleNamespace(cfg=TrainConfig(log_every=2), out=tmp_path, global_step=0))  # a fresh run
     assert (tmp_path / "steps.jsonl").read_text() == ""
+
+
+def test_warmup_longer_than_max_steps_is_said(tmp_path, caplog):
+    data = _folder(tmp_path / "d", splits=("train", "val"), per_class=8)  # 16 images: 4 steps of 4 an epoch
+    base = ["train", "--data", str(data), "--recipe", "cifar10_vit_cpu", "--show-config", "batch_size=4"]
+    with caplog.at_level(logging.WARNING, logger="vitkit"):
+        assert main([*base, "max_steps=3"]) == 0  # warm-up: 1 epoch = 4 steps
+    assert "warm-up (1 epoch, 4 steps) is as long as the whole run (max_steps=3)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vitkit"):
+        assert main([*base, "max_steps=12"]) == 0
+    assert "warm-up" not in caplog.text

@@ -66,12 +66,32 @@ def _plural(n: float, word: str) -> str:
     return f"{n_text} {word}" if n_text == "1" else f"{n_text} {word}s"
 
 
+def train_images(cfg: Any) -> int | None:
+    """How many training images ``cfg`` will use (the files are listed, none decoded); None when
+    the data cannot be opened here (the run itself then says why)."""
+    from ..data import build_dataset, resolve_data
+
+    try:
+        n = len(build_dataset(resolve_data(cfg.data, data_root=cfg.data_root or None), "train", None,
+                              val_fraction=cfg.val_fraction))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return min(n, cfg.train_examples) if cfg.train_examples else n
+
+
 def schedule_warnings(cfg: Any) -> list[str]:
     """Schedules that cannot do what the recipe meant (the warm-up covering the whole run)."""
     out = []
-    if cfg.max_steps and cfg.warmup_steps and cfg.warmup_steps >= cfg.max_steps:
-        out.append(f"the warm-up ({cfg.warmup_steps} steps) is as long as the whole run (max_steps={cfg.max_steps}): "
-                   "the learning rate only rises and never decays; lower warmup_steps")
+    warmup_steps = cfg.warmup_steps
+    if cfg.max_steps and not warmup_steps and cfg.warmup_epochs:
+        n = train_images(cfg)  # warmup_epochs in steps needs the epoch's length
+        if n:
+            warmup_steps = int(cfg.warmup_epochs * max(n // cfg.batch_size, 1))
+    if cfg.max_steps and warmup_steps and warmup_steps >= cfg.max_steps:
+        given = f"{cfg.warmup_steps} steps" if cfg.warmup_steps else \
+            f"{_plural(cfg.warmup_epochs, 'epoch')}, {warmup_steps} steps"
+        out.append(f"the warm-up ({given}) is as long as the whole run (max_steps={cfg.max_steps}): "
+                   "the learning rate only rises and never decays; lower warmup_steps or warmup_epochs")
     elif not cfg.max_steps and not cfg.warmup_steps and cfg.warmup_epochs and cfg.warmup_epochs >= cfg.epochs:
         out.append(f"the warm-up ({_plural(cfg.warmup_epochs, 'epoch')}) is as long as the whole run "
                    f"({_plural(cfg.epochs, 'epoch')}): the learning rate only rises and never decays; train longer "
