@@ -191,7 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not cfg.data:
         raise ValueError(f"recipe {recipe!r} has no default data; pass --data PATH (an image folder with train/ "
                          "and val/, or an archive of one)")
-    cfg = _advise(cfg, overrides)
+    cfg = _advise(cfg, set(file_fields) | {o.split("=", 1)[0] for o in overrides})
     if args.show_config:
         print(json.dumps({"recipe": recipe, **cfg.to_dict()}, indent=2))
         return 0
@@ -209,14 +209,14 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _advise(cfg, overrides: list[str]):
-    """Warnings about the schedule and the evaluation split, and threads/workers for the free cores
-    (a CPU run with threads=0, outside torchrun) before the run starts."""
+def _advise(cfg, given: set[str]):
+    """Before the run starts: a missing tracker package, warnings about the schedule and the
+    evaluation split, and threads/workers for the free cores (a CPU run with threads=0, outside
+    torchrun; ``given``: the fields the user set, whose values stand)."""
     import dataclasses
 
-    from ..train.advice import cpu_budget, eval_split_warning, schedule_warnings
-
     from ..extras import check
+    from ..train.advice import cpu_budget, eval_split_warning, schedule_warnings
     from ..train.loggers import parse_loggers
 
     for name in parse_loggers(cfg.logger):  # a missing tracker package stops the run now, not after a step
@@ -232,7 +232,7 @@ def _advise(cfg, overrides: list[str]):
 
         if torch.cuda.is_available():
             return cfg
-    budget = cpu_budget(cfg, workers_given=any(o.startswith("num_workers=") for o in overrides))
+    budget = cpu_budget(cfg, workers_given="num_workers" in given)
     if budget is None:
         return cfg
     threads, workers, why = budget
