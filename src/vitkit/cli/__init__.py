@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser = argparse.ArgumentParser(
-        prog="vitkit", description="Vision Transformers (ViT, Swin): train, fine-tune, evaluate, convert weights, "
-        "analyse. 'vitkit COMMAND --help' describes a command, with examples.",
+        prog="vitkit", description=textwrap.fill("Vision Transformers (ViT, Swin): train, fine-tune, evaluate, "
+                                                 "convert weights, analyse. 'vitkit COMMAND --help' describes a "
+                                                 "command, with examples.", 100),
         epilog="examples:\n  vitkit train                      # the embedded MNIST demo, a few minutes on a CPU\n"
         "  vitkit models 'swin_*' --params\n  python -m vitkit predict cat.jpg --checkpoint runs/c10/checkpoint-best.pt",
         formatter_class=argparse.RawDescriptionHelpFormatter)
