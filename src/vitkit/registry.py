@@ -25,6 +25,19 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_LOADED = False
+
+
+def _rows() -> dict[str, ModelEntry]:
+    """The table, with vitkit's architectures imported first (they register their rows on import):
+    a lookup gives the same answer however the caller got here (``import vitkit`` is lazy)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        import importlib
+
+        importlib.import_module("vitkit.models")
+    return _REGISTRY
 
 
 def register(name: str, builder: Callable[..., Any], kwargs: dict[str, Any],
@@ -35,17 +48,17 @@ def register(name: str, builder: Callable[..., Any], kwargs: dict[str, Any],
 
 
 def is_registered(name: str) -> bool:
-    return name in _REGISTRY
+    return name in _rows()
 
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style ``pattern`` (e.g. ``"swin_*"``), sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in _rows() if fnmatch.fnmatch(n, pattern))
 
 
 def architectures() -> list[Callable[..., Any]]:
     """The distinct builders of the registered rows, in registration order."""
-    return list(dict.fromkeys(e.builder for e in _REGISTRY.values()))
+    return list(dict.fromkeys(e.builder for e in _rows().values()))
 
 
 def _similar(name: str, n: int = 8) -> list[str]:
@@ -53,7 +66,7 @@ def _similar(name: str, n: int = 8) -> list[str]:
     ``vit_huge_patch14_224``, …), else the closest spellings, else those sharing its family word."""
     import difflib
 
-    names = sorted(_REGISTRY)
+    names = sorted(_rows())
     hits = [m for m in names if m.startswith(name)]
     if not hits:
         hits = difflib.get_close_matches(name, names, n=n, cutoff=0.6)
@@ -63,7 +76,7 @@ def _similar(name: str, n: int = 8) -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
-    if name not in _REGISTRY:
+    if name not in _rows():
         close = _similar(name)
         hint = (f"Similar names: {', '.join(close)}." if close else
                 "vitkit has ViT (vit_*), hybrid ResNet+ViT (vit_*_r50_*) and Swin (swin_*) models.")

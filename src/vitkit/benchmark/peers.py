@@ -20,7 +20,6 @@ from ..models.swin import SwinTransformer
 from ..models.vit import VisionTransformer
 
 IMPLS = ("vitkit", "timm", "torchvision", "transformers")
-_PIP = {"timm": "timm", "torchvision": "torchvision", "transformers": "transformers"}
 
 
 class PeerUnsupported(ValueError):
@@ -28,10 +27,9 @@ class PeerUnsupported(ValueError):
 
 
 def _import(impl: str) -> Any:
-    try:
-        return __import__(impl)
-    except ImportError as e:
-        raise ImportError(f"benchmarking against {impl} needs it installed: pip install {_PIP[impl]}") from e
+    from ..extras import require
+
+    return require(impl, f"benchmarking against {impl}")  # names vitkit[bench] when it is missing
 
 
 def _vit_config(m: VisionTransformer) -> dict[str, Any]:
@@ -70,6 +68,7 @@ def _build_vit(impl: str, c: dict[str, Any]) -> nn.Module:
     if not c["plain"] or c["gelu_tanh"]:
         raise PeerUnsupported("only plain ViTs (no pre-logits layer, LayerScale or tanh-GELU) have peers here")
     if impl == "timm":
+        _import("timm")
         from timm.models.vision_transformer import VisionTransformer as TimmViT
 
         return TimmViT(img_size=c["img_size"], patch_size=c["patch"], in_chans=c["in_chans"], num_classes=c["classes"],
@@ -94,6 +93,7 @@ def _build_vit(impl: str, c: dict[str, Any]) -> nn.Module:
 
 def _build_swin(impl: str, c: dict[str, Any]) -> nn.Module:
     if impl == "timm":
+        _import("timm")
         from timm.models.swin_transformer import SwinTransformer as TimmSwin
 
         return TimmSwin(img_size=c["img_size"], patch_size=c["patch"], in_chans=c["in_chans"], num_classes=c["classes"],

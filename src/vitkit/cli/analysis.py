@@ -9,8 +9,10 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: the command line imports torch when a command runs
+    import torch
 
 log = logging.getLogger("vitkit.analysis")
 
@@ -25,11 +27,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img-size", type=int, help="input size (default: the model's)")
     p.add_argument("--data-root", help="where named sets (cifar10, cifar100) are looked for; default $VITKIT_DATA")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fewshot", help="few-shot linear evaluation (ViT §4.1) and a linear probe on frozen features")
+    from . import add_command
+
+    p = add_command(sub, "fewshot", help="few-shot linear evaluation (ViT §4.1) and a linear probe on frozen features",
+                    description="Few-shot linear evaluation of frozen features (ViT paper §4.1): a closed-form "
+                    "ridge regression to {-1, 1} targets on k examples per class (averaged over seeds), a "
+                    "logistic probe on the same k-shot sets, and a logistic probe on all training images.",
+                    examples=["vitkit fewshot --weights runs/mnist/checkpoint-best.pt --data mnist",
+                              "vitkit fewshot --model vit_base_patch16_224 --weights ViT-B_16.npz --data cifar10 "
+                              "--shots 1 5 10 --json fewshot.json"])
     _add_model_args(p)
     p.add_argument("--data", required=True, help="mnist | cifar10 | cifar100 | image folder (class per sub-folder; "
                    "train/ + val/|test/ when split) | archive of one")
@@ -47,8 +57,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the results to this JSON file")
     p.set_defaults(func=run_fewshot)
 
-    p = sub.add_parser("analyze", help="attention rollout, mean attention distance, position-embedding "
-                       "similarity and patch-embedding filters as PNG figures (ViT §4.5, Fig. 6-7)")
+    p = add_command(sub, "analyze", help="attention rollout, mean attention distance, position-embedding "
+                    "similarity and patch-embedding filters as PNG figures (ViT §4.5, Fig. 6-7)",
+                    description="The ViT paper's analyses (§4.5, Figures 6-7) as PNG figures in --out: attention "
+                    "rollout over a few images, mean attention distance per head and layer, position-embedding "
+                    "similarity and the principal components of the patch-embedding filters; the numbers go to "
+                    "analysis.json.",
+                    examples=["vitkit analyze --weights runs/mnist/checkpoint-best.pt --images mnist --out figs/",
+                              "vitkit analyze --model vit_base_patch16_224 --weights ViT-B_16.npz --images photos/ "
+                              "--out figs/"])
     _add_model_args(p)
     p.add_argument("--images", required=True, nargs="+",
                    help="image files, a folder of images, or a data spec (mnist, cifar10, a class-folder tree)")
@@ -61,7 +78,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------ helpers
 def _build_model(args: argparse.Namespace) -> torch.nn.Module:
+    import torch
+
     from .. import create_model, load_weights
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
 
     if args.model is None:
         if not args.weights:
@@ -159,6 +181,8 @@ def run_fewshot(args: argparse.Namespace) -> int:
 def _load_images(specs: list[str], model: torch.nn.Module, limit: int, data_root: str | None
                  ) -> tuple[torch.Tensor, list[str]]:
     """Up to ``limit`` images in [0, 1], (B, C, H, W), and a label for each."""
+    import torch
+
     from ..data import build_dataset, load_image
     from ..data.images import IMAGE_EXTENSIONS
 
@@ -196,6 +220,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     from ..analysis import (attention_distance, attention_layers, patch_distances, patch_embedding_components,
                             position_embedding_similarity, rollout_map)
     from ..analysis import plots
+
+    import torch
 
     model = _build_model(args)
     images, labels = _load_images(args.images, model, max(args.distance_images, args.num_overlays), args.data_root)

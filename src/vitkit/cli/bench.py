@@ -1,12 +1,5 @@
 """``vitkit bench``: vitkit against timm, torchvision and transformers, same weights, same inputs,
 same process, alternating runs (see :mod:`vitkit.benchmark`).
-
-Examples::
-
-    vitkit bench --threads 2                                   # ViT-B/16 and Swin-T, batch 8
-    vitkit bench --models vit_small_patch16_224 --mode train --batch-size 16 --impls vitkit,timm
-    vitkit bench --batch-size 1 --rounds 20                    # latency
-    vitkit bench --mode train --batch-size 32 --grad-checkpointing --memory --impls vitkit
 """
 from __future__ import annotations
 
@@ -16,6 +9,11 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# the choices, here so that building the parser imports no torch (a test checks them against
+# vitkit.benchmark.runner.MODES / DTYPES and vitkit.benchmark.peers.IMPLS)
+MODES = ("inference", "train")
+DTYPES = ("float32", "bfloat16", "float16")
+IMPLS = ("vitkit", "timm", "torchvision", "transformers")
 
 
 def _csv(text: str) -> list[str]:
@@ -23,11 +21,15 @@ def _csv(text: str) -> list[str]:
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    from ..benchmark.runner import DTYPES, MODES
-    from ..benchmark.peers import IMPLS
+    from . import add_command
 
-    p = subparsers.add_parser("bench", help="throughput, FLOPs and memory against timm/torchvision/transformers",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "bench", help="throughput, FLOPs and memory against timm/torchvision/transformers",
+                    description="Throughput, FLOPs and memory of vitkit against timm, torchvision and "
+                    "transformers: same weights, same inputs, same process, alternating timed rounds (median "
+                    "reported). The peers are optional: pip install 'vitkit[bench]' (timm, transformers).",
+                    examples=["vitkit bench --threads 2                 # ViT-B/16 and Swin-T, batch 8",
+                              "vitkit bench --models vit_small_patch16_224 --mode train --batch-size 16 --impls vitkit,timm",
+                              "vitkit bench --batch-size 1 --rounds 20   # latency"])
     p.add_argument("--models", type=_csv, default=["vit_base_patch16_224", "swin_tiny_patch4_window7_224"],
                    help="comma-separated vitkit model names (default: %(default)s)")
     p.add_argument("--impls", type=_csv, default=list(IMPLS), help=f"comma-separated, from {', '.join(IMPLS)}")
@@ -35,7 +37,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                    help="inference (forward under torch.inference_mode) or train (forward, backward, AdamW)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--img-size", type=int, default=None, help="square input side (default: the model's own)")
-    p.add_argument("--dtype", choices=list(DTYPES), default="float32")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's choice). On a small shared CPU, 1 thread per "
                         "busy core: 2 threads lose to 1 when the other core is taken by another job")

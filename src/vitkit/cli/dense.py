@@ -51,19 +51,46 @@ def _recipe(args: argparse.Namespace, table: dict, length: str):
     return apply_overrides(r, args.overrides)
 
 
+def first_sentence(doc: str | None) -> str:
+    """A docstring's first sentence, whole (it may run over several lines), without reST markup."""
+    text = " ".join((doc or "").split()).replace("``", "")
+    for i, ch in enumerate(text):
+        if ch == "." and (i + 1 == len(text) or text[i + 1] == " ") and text[:i].count("(") <= text[:i].count(")"):
+            return text[: i + 1]
+    return text
+
+
 def _list(table: dict) -> int:
     for name, fn in table.items():
-        print(f"{name:32s} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        print(f"{name:32s} {first_sentence(fn.__doc__)}")
     return 0
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    seg = sub.add_parser("segment", help="semantic segmentation (UperNet on a Swin/ViT backbone)")
+    from . import add_command
+
+    seg = add_command(sub, "segment", help="semantic segmentation (UperNet on a Swin/ViT backbone)",
+                      description="Semantic segmentation with UperNet on a Swin or ViT backbone: train, "
+                      "eval, predict, recipes ('vitkit segment ACTION --help' for each).",
+                      examples=["vitkit segment recipes",
+                                "vitkit segment train --recipe upernet_camvid_cpu --data camvid-trainval.tar"])
     ss = seg.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = ss.add_parser("train", help="train a segmenter; writes a run folder")
+    p = add_command(ss, "train", help="train a segmenter; writes a run folder",
+                    description="Train a segmenter with a named recipe ('vitkit segment recipes'); any recipe "
+                    "field can be overridden as field=value. The run folder gets the config, metrics, "
+                    "checkpoints and the final mIoU.",
+                    examples=["vitkit segment train --recipe upernet_camvid_cpu --data camvid-trainval.tar --out runs/camvid",
+                              "vitkit segment train --out runs/camvid --resume",
+                              "torchrun --nproc_per_node=2 --no-python vitkit segment train --recipe upernet_camvid_cpu"])
     _train_args(p, "upernet_camvid_cpu", "iters")
     p.set_defaults(func=segment_train)
-    p = ss.add_parser("eval", help="mIoU / pixel accuracy of a checkpoint")
+    p = add_command(ss, "eval", help="mIoU / pixel accuracy of a checkpoint",
+                    description="Mean IoU, pixel accuracy and per-class IoU of a segmentation checkpoint on "
+                    "a split of its data (default: the training run's data), whole-image or sliding-window, "
+                    "optionally multi-scale and flipped.",
+                    examples=["vitkit segment eval --checkpoint runs/camvid/checkpoint-best.pt",
+                              "vitkit segment eval --checkpoint runs/camvid/checkpoint-best.pt --mode slide "
+                              "--scales 0.75,1,1.25 --flip"])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="data (default: the training run's)")
     p.add_argument("--split", default="val")
@@ -74,28 +101,50 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="average with the mirrored image")
     p.add_argument("--json", help="also write the scores to this file")
     p.set_defaults(func=segment_eval)
-    p = ss.add_parser("predict", help="colour-coded prediction overlays for images")
+    p = add_command(ss, "predict", help="colour-coded prediction overlays for images",
+                    description="Colour-coded segmentation overlays for image files, written as PNG files to "
+                    "--out (with the ground truth beside when --labels are given).",
+                    examples=["vitkit segment predict street.jpg --checkpoint runs/camvid/checkpoint-best.pt --out preds/"])
     p.add_argument("images", nargs="+")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--labels", nargs="*", help="label PNGs (same order) to show the ground truth beside")
     p.add_argument("--mode", choices=("whole", "slide"), default="whole")
     p.add_argument("--out", default="predictions")
     p.set_defaults(func=segment_predict)
-    p = ss.add_parser("recipes", help="list the segmentation recipes")
+    p = add_command(ss, "recipes", help="list the segmentation recipes",
+                    description="List the segmentation recipes, one line each (name and what it trains).",
+                    examples=["vitkit segment recipes"])
     p.set_defaults(func=lambda a: _list(__import__("vitkit.dense.recipes", fromlist=["x"]).SEG_RECIPES))
 
-    det = sub.add_parser("detect", help="object detection / instance segmentation (Mask/Faster R-CNN + FPN)")
+    det = add_command(sub, "detect", help="object detection / instance segmentation (Mask/Faster R-CNN + FPN)",
+                      description="Object detection and instance segmentation with torchvision's Mask/Faster "
+                      "R-CNN + FPN on a Swin or ViT backbone: train, eval, predict, recipes. COCO AP needs "
+                      "pycocotools: pip install 'vitkit[dense]'.",
+                      examples=["vitkit detect recipes",
+                                "vitkit detect train --recipe mask_rcnn_coco8_smoke --data coco8-seg"])
     ds = det.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = ds.add_parser("train", help="train a detector; writes a run folder")
+    p = add_command(ds, "train", help="train a detector; writes a run folder",
+                    description="Train a detector with a named recipe ('vitkit detect recipes'); any recipe "
+                    "field can be overridden as field=value. Evaluation (COCO box/mask AP) needs pycocotools "
+                    "(pip install 'vitkit[dense]'), checked before training starts.",
+                    examples=["vitkit detect train --recipe mask_rcnn_coco8_smoke --data coco8-seg --out runs/coco8",
+                              "vitkit detect train --out runs/coco8 --resume"])
     _train_args(p, "mask_rcnn_coco8_smoke", "epochs")
     p.set_defaults(func=detect_train)
-    p = ds.add_parser("eval", help="COCO box (and mask) AP of a checkpoint")
+    p = add_command(ds, "eval", help="COCO box (and mask) AP of a checkpoint",
+                    description="COCO box (and mask) AP of a detection checkpoint on a split of its data "
+                    "(default: the training run's data). Needs pycocotools: pip install 'vitkit[dense]'.",
+                    examples=["vitkit detect eval --checkpoint runs/coco8/checkpoint-best.pt --json ap.json"])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="data (default: the training run's)")
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="also write the scores to this file")
     p.set_defaults(func=detect_eval)
-    p = ds.add_parser("predict", help="box/mask overlays for images, or for a data split beside its labels")
+    p = add_command(ds, "predict", help="box/mask overlays for images, or for a data split beside its labels",
+                    description="Box and mask overlays as PNG files in --out: for image files, or for every "
+                    "image of a data split beside its ground truth (--data).",
+                    examples=["vitkit detect predict street.jpg --checkpoint runs/coco8/checkpoint-best.pt",
+                              "vitkit detect predict --checkpoint runs/coco8/checkpoint-best.pt --data coco8-seg --split val"])
     p.add_argument("images", nargs="*")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", help="instead of IMAGES: every image of --split, prediction | ground truth")
@@ -103,7 +152,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-thresh", type=float, default=0.5)
     p.add_argument("--out", default="predictions")
     p.set_defaults(func=detect_predict)
-    p = ds.add_parser("recipes", help="list the detection recipes")
+    p = add_command(ds, "recipes", help="list the detection recipes",
+                    description="List the detection recipes, one line each (name and what it trains).",
+                    examples=["vitkit detect recipes"])
     p.set_defaults(func=lambda a: _list(__import__("vitkit.dense.recipes", fromlist=["x"]).DET_RECIPES))
 
 
@@ -167,6 +218,9 @@ def segment_predict(args: argparse.Namespace) -> int:
 
 
 def detect_train(args: argparse.Namespace) -> int:
+    from ..extras import check
+
+    check("pycocotools", "vitkit detect train (COCO box/mask AP at each evaluation)")  # before any work
     from ..dense.recipes import DET_RECIPES
     from ..dense.train_det import train
 
@@ -175,6 +229,9 @@ def detect_train(args: argparse.Namespace) -> int:
 
 
 def detect_eval(args: argparse.Namespace) -> int:
+    from ..extras import check
+
+    check("pycocotools", "vitkit detect eval (COCO box/mask AP)")
     import torch
 
     from ..dense.det_data import detection_transform, open_detection

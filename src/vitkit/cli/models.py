@@ -6,7 +6,13 @@ import argparse
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the registered model names")
+    from . import add_command
+
+    p = add_command(sub, "models", help="list the registered model names",
+                    description="List the registered model names (timm's naming conventions), optionally "
+                    "filtered by a shell-style pattern and with their parameter counts.",
+                    examples=["vitkit models 'swin_*'", "vitkit models 'vit_*_224' --params",
+                              "vitkit models 'vit_base*' --pretrained"])
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'swin_*'")
     p.add_argument("--params", action="store_true", help="also count parameters (builds each model on the meta device)")
     p.add_argument("--pretrained", action="store_true",

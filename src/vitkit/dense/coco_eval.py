@@ -16,12 +16,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..extras import require  # pycocotools is optional: pip install 'vitkit[dense]'
+
 log = logging.getLogger(__name__)
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 
 def _rle(masks: np.ndarray) -> list[dict[str, Any]]:
-    from pycocotools import mask as mask_utils
+    mask_utils = require("pycocotools.mask", "COCO mask AP")
 
     out = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))  # (H, W, N) → N RLEs
     for r in out:
@@ -84,7 +86,7 @@ class CocoEvaluator:
             self.dt = [x for p in parts for x in p[2]]
 
     def compute(self) -> dict[str, dict[str, float]]:
-        from pycocotools.coco import COCO
+        COCO = require("pycocotools.coco", "COCO box/mask AP").COCO
         from pycocotools.cocoeval import COCOeval
 
         self._gather()

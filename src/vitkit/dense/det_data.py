@@ -146,7 +146,9 @@ class CocoDetection(Dataset):
 
     def __init__(self, images: str | Path, annotations: str | Path, *, masks: bool = True,
                  transforms: Callable | None = None, skip_empty: bool = False) -> None:
-        from pycocotools.coco import COCO
+        from ..extras import require
+
+        COCO = require("pycocotools.coco", "reading a COCO annotation file").COCO
 
         self.image_dir = Path(images)
         with contextlib.redirect_stdout(io.StringIO()):

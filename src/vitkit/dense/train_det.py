@@ -128,10 +128,16 @@ class DetectionTask:
         return warmup_steps([e * steps_per_epoch for e in r.lr_steps], r.lr_gamma, r.warmup_iters, r.warmup_ratio)
 
     def describe(self, trainer: Any) -> str:
-        n_params = sum(p.numel() for p in unwrap(trainer.model).parameters())
-        return (f"detection: {self.r.model} + FPN + {self.r.kind}, {n_params / 1e6:.2f} M parameters, "
-                f"{self.num_classes} classes, {len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
-                f"{trainer.dist.world_size} processes on {trainer.device}")
+        from ..train.progress import model_with_overrides, plural
+
+        model = unwrap(trainer.model)
+        n_params = sum(p.numel() for p in model.parameters())
+        n_body = sum(p.numel() for p in model.backbone.body.parameters()) if hasattr(model.backbone, "body") else 0
+        body = f"; backbone {n_body / 1e6:.2f} M" if n_body else ""
+        return (f"detection: {model_with_overrides(self.r.model, self.r.model_kwargs)} + FPN + {self.r.kind}, "
+                f"{n_params / 1e6:.2f} M parameters (whole detector{body}), {self.num_classes} classes, "
+                f"{len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
+                f"{plural(trainer.dist.world_size, 'process')} on {trainer.device}")
 
     # ---- the Task protocol
     def to_device(self, batch: Any, device: torch.device, channels_last: bool = False) -> Any:
@@ -180,9 +186,11 @@ def train(r: DetRecipe, resume: bool = False) -> dict[str, Any]:
     """Train per ``r`` with :class:`~vitkit.train.Trainer` and :class:`DetectionTask`; returns the last
     evaluation's row (AP, loss terms). Writes the run folder ``r.out``; ``resume`` continues from its
     checkpoint-last.pt (a fresh run when there is none)."""
+    from ..extras import check
     from ..train.loop import Trainer
     from ..train.progress import StepLog
 
+    check("pycocotools", "detection training (COCO box/mask AP at each evaluation)")  # now, not after training
     task = DetectionTask(r)  # its build() names a missing data=PATH
     try:
         result = Trainer(train_config(r), r.out, resume=resume and (Path(r.out) / "checkpoint-last.pt").is_file(),

@@ -140,10 +140,13 @@ class SegmentationTask:
         return warmup_poly(total_steps, r.warmup_iters, r.warmup_ratio, r.poly_power)
 
     def describe(self, trainer: Any) -> str:
+        from ..train.progress import model_with_overrides, plural
+
         n_params = sum(p.numel() for p in unwrap(trainer.model).parameters())
-        return (f"segmentation: {self.r.model} + UperNet, {n_params / 1e6:.2f} M parameters, {self.num_classes} "
+        return (f"segmentation: {model_with_overrides(self.r.model, self.r.model_kwargs)} + UperNet, "
+                f"{n_params / 1e6:.2f} M parameters (whole segmenter), {self.num_classes} "
                 f"classes, {len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
-                f"{trainer.dist.world_size} processes on {trainer.device}")
+                f"{plural(trainer.dist.world_size, 'process')} on {trainer.device}")
 
     # ---- the Task protocol
     def to_device(self, batch: Any, device: torch.device, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -121,7 +121,7 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Modul
 
 def evaluate_checkpoint(
     checkpoint: str | Path,
-    data: str,
+    data: str | None = None,
     *,
     split: str = "val",
     img_sizes: Sequence[int] | None = None,
@@ -132,14 +132,19 @@ def evaluate_checkpoint(
     val_fraction: float | None = None,
     ema: bool = False,
     out_dir: str | Path | None = None,
+    on_result: Callable[[EvalResult], None] | None = None,
+    on_error: Callable[[int, Exception], None] | None = None,
 ) -> list[EvalResult]:
-    """Evaluate a checkpoint on ``data`` at each of ``img_sizes`` (default: the trained size).
+    """Evaluate a checkpoint on ``data`` (default: the training run's) at each of ``img_sizes``
+    (default: the trained size).
 
-    With ``out_dir``: ``eval.json`` (all results) and ``confusion-<size>.png`` for each size.
+    With ``out_dir``: ``eval.json`` (the results so far, rewritten as each size completes, so a
+    later failure keeps them) and ``confusion-<size>.png`` for each size. ``on_result`` is called
+    with each result as it completes; with ``on_error``, a size that fails is passed to it (and
+    listed under ``errors`` in eval.json) and the other sizes go on; without, the error is raised.
     ``val_fraction`` defaults to the training run's, so ``split="val"`` is the same held-out set.
     """
-    from ..data import build_dataset, collate, eval_transform, resolve_data
-    from ..data.images import check_readable
+    from ..data import resolve_data
     from ..train.distributed import pick_device
 
     model, ckpt = model_from_checkpoint(checkpoint, ema=ema)
@@ -153,29 +158,62 @@ def evaluate_checkpoint(
     mode = "L" if pcfg.get("input_size", (3,))[0] == 1 else "RGB"
     classes = ckpt.get("classes") or [str(k) for k in range(model.num_classes)]
     vf = cfg.get("val_fraction", 0.0) if val_fraction is None else val_fraction
+    if data is None:
+        data = cfg.get("data")
+        if not data:
+            raise ValueError(f"{str(checkpoint)!r} does not record its training data; pass --data PATH")
     src = resolve_data(data, data_root=data_root or cfg.get("data_root") or None)
-    results = []
-    for size in img_sizes or [trained]:
-        tf = eval_transform(size, mean=pcfg["mean"], std=pcfg["std"], interpolation=pcfg.get("interpolation", "bicubic"),
-                            crop_pct=pcfg.get("crop_pct", 1.0))
-        ds = build_dataset(src, split, tf, mode=mode, val_fraction=vf if split != "test" else 0.0)
-        check_readable(ds, split)  # a split of Git LFS pointers or empty files: stop, naming the cause
-        if list(ds.classes) != list(classes):
-            raise ValueError(f"the data's classes {ds.classes[:5]}… differ from the checkpoint's {classes[:5]}…; "
-                             "evaluate on data with the same class folders")
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
-        res = evaluate(model, loader, device=dev, num_classes=model.num_classes, class_names=classes)
-        res.img_size = size
-        log.info("%s @%dpx: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images%s)", Path(checkpoint).name, size,
-                 100 * res.acc1, 100 * res.acc5, res.loss, res.num_images,
-                 f", {res.skipped} unreadable skipped" if res.skipped else "")
-        results.append(res)
+    results: list[EvalResult] = []
+    errors: dict[str, str] = {}
+
+    def write_json() -> None:
         if out_dir is not None:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            plot_confusion_matrix(res.confusion.counts, classes, Path(out_dir) / f"confusion-{size}.png",
-                                  title=f"{ckpt['model_name']} @{size}px: top-1 {100 * res.acc1:.2f}%")
-    if out_dir is not None:
-        (Path(out_dir) / "eval.json").write_text(json.dumps(
-            {"checkpoint": str(checkpoint), "data": str(data), "split": split,
-             "results": [r.to_dict() for r in results]}, indent=2))
+            doc = {"checkpoint": str(checkpoint), "data": str(data), "split": split,
+                   "results": [r.to_dict() for r in results]}
+            if errors:
+                doc["errors"] = errors
+            (Path(out_dir) / "eval.json").write_text(json.dumps(doc, indent=2))
+
+    for size in img_sizes or [trained]:
+        try:
+            res = _evaluate_size(model, ckpt, src, size, split, pcfg, mode, classes, vf, dev, batch_size,
+                                 num_workers, out_dir)
+        except (ValueError, RuntimeError, OSError) as e:
+            if on_error is None:
+                raise
+            errors[str(size)] = str(e)
+            on_error(size, e)
+            write_json()
+            continue
+        log.debug("%s @%dpx: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images%s)", Path(checkpoint).name, size,
+                  100 * res.acc1, 100 * res.acc5, res.loss, res.num_images,
+                  f", {res.skipped} unreadable skipped" if res.skipped else "")
+        results.append(res)
+        write_json()
+        if on_result is not None:
+            on_result(res)
     return results
+
+
+def _evaluate_size(model, ckpt, src, size, split, pcfg, mode, classes, vf, dev, batch_size, num_workers,
+                   out_dir) -> EvalResult:
+    """One size of :func:`evaluate_checkpoint`: the data at ``size``, scored, its confusion PNG."""
+    from ..data import build_dataset, collate, eval_transform
+    from ..data.images import check_readable
+
+    tf = eval_transform(size, mean=pcfg["mean"], std=pcfg["std"], interpolation=pcfg.get("interpolation", "bicubic"),
+                        crop_pct=pcfg.get("crop_pct", 1.0))
+    ds = build_dataset(src, split, tf, mode=mode, val_fraction=vf if split != "test" else 0.0)
+    check_readable(ds, split)  # a split of Git LFS pointers or empty files: stop, naming the cause
+    if list(ds.classes) != list(classes):
+        raise ValueError(f"the data's classes {ds.classes[:5]}… differ from the checkpoint's {classes[:5]}…; "
+                         "evaluate on data with the same class folders")
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    res = evaluate(model, loader, device=dev, num_classes=model.num_classes, class_names=classes)
+    res.img_size = size
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        plot_confusion_matrix(res.confusion.counts, classes, Path(out_dir) / f"confusion-{size}.png",
+                              title=f"{ckpt['model_name']} @{size}px: top-1 {100 * res.acc1:.2f}%")
+    return res

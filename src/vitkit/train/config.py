@@ -92,6 +92,8 @@ class TrainConfig:
     progress: bool = True
     threads: int = 0              # >0: torch CPU threads (0 = torch's default)
     push_to_hub: str = ""         # ORG/NAME: at the end, rank 0 pushes checkpoint-best.pt as a timm-format repo
+    logger: str = "none"          # none | tensorboard | wandb (comma-separated): trackers beside metrics.jsonl
+    log_every: int = 50           # >0: a row of steps.jsonl every this many optimiser steps (0 = off)
 
     # ----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,9 @@ class TrainConfig:
              "fp16 loss scaling is not supported with parallel=fsdp; use precision=bf16")
         need(self.interpolation in ("", "bilinear", "bicubic", "nearest"), "interpolation",
              "choose bilinear, bicubic or nearest")
+        need(all(t.strip() in ("none", "tensorboard", "wandb") for t in self.logger.split(",")), "logger",
+             "choose none, tensorboard or wandb (comma-separated for several)")
+        need(self.log_every >= 0, "log_every", "must be 0 (off) or a number of steps")
         need(self.epochs >= 1, "epochs", "must be at least 1")
         need(self.max_steps >= 0, "max_steps", "must be 0 (use epochs) or positive")
         need(self.batch_size >= 1, "batch_size", "must be at least 1")

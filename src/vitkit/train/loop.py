@@ -40,8 +40,9 @@ from .checkpoint import get_rng_state, load_checkpoint, restore_rng, rng_states,
 from .config import TrainConfig, check_num_classes
 from .ema import ModelEma
 from .fsdp import full_tensor
+from . import loggers as run_loggers
 from .optim import WarmupDecay, build_optimizer, param_groups
-from .progress import ProgressBar, epoch_summary, plot_curves
+from .progress import ProgressBar, epoch_summary, format_metric, plot_curves, plural
 from .tasks import ClassificationTask, Task
 
 log = logging.getLogger("vitkit.train")
@@ -316,10 +317,11 @@ class Trainer:
                          self.steps_per_epoch, cfg.batch_size, self.lr, _precision_name(self.amp_dtype), self.device,
                          resuming)
             else:
-                log.info("training %s on %s: %d train / %d val images, %d classes, %d epochs × %d steps, batch %d "
-                         "(%d ranks × %d accumulation × %d), lr %.3g, %s on %s%s", cfg.model, cfg.data,
+                log.info("training %s on %s: %d train / %d val images, %d classes, %s × %s, batch %d "
+                         "(%s × %d accumulation × %d), lr %.3g, %s on %s%s", cfg.model, cfg.data,
                          len(self.train_loader.dataset), len(self.val_loader.dataset), len(self.classes) or -1,
-                         self.num_epochs, self.steps_per_epoch, cfg.batch_size, self.dist.world_size, cfg.accum_steps,
+                         plural(self.num_epochs, "epoch"), plural(self.steps_per_epoch, "step"), cfg.batch_size,
+                         plural(self.dist.world_size, "rank"), cfg.accum_steps,
                          self.micro, self.lr, _precision_name(self.amp_dtype), self.device, resuming)
         try:
             while self.epoch < self.num_epochs and self.global_step < self.total_steps:
@@ -332,7 +334,7 @@ class Trainer:
                             self.global_step, self.out / "checkpoint-last.pt")
             raise
         if self.dist.is_main:
-            best = f"best {self.task.main_metric} {self.best_metric:.4f}, " if self.best_metric is not None else ""
+            best = f"best {format_metric(self.task.main_metric, self.best_metric)}, " if self.best_metric is not None else ""
             log.info("done: %s%d steps in %.1fs; run folder %s", best, self.global_step, time.time() - start, self.out)
             if cfg.push_to_hub:  # the finished run as a timm-format repo (as `vitkit hub-export` does later)
                 from ..weights.hub_export import push_run
@@ -347,7 +349,8 @@ class Trainer:
         cfg, A = self.cfg, self.cfg.accum_steps
         self.sampler.set_epoch(self.epoch, start=self.step_in_epoch * A * self.micro)
         self.forward_model.train()
-        bar = ProgressBar(self.steps_per_epoch * cfg.batch_size, f"epoch {self.epoch + 1}/{self.num_epochs}",
+        steps_now = min(self.steps_per_epoch, self.total_steps - self.global_step + self.step_in_epoch)  # max_steps may end it early
+        bar = ProgressBar(steps_now * cfg.batch_size, f"epoch {self.epoch + 1}/{self.num_epochs}",
                           enabled=cfg.progress and self.dist.is_main, initial=self.step_in_epoch * cfg.batch_size)
         if self.step_in_epoch >= self.steps_per_epoch:  # resumed from a checkpoint written after the epoch's last step
             bar.close()
@@ -373,6 +376,7 @@ class Trainer:
                 self._save_last()
             for cb in self.callbacks:
                 cb(self)
+            run_loggers.on_step(self)  # steps.jsonl, TensorBoard (vitkit.train.loggers)
             if self.global_step >= self.total_steps:
                 break
         bar.close()
@@ -481,6 +485,7 @@ class Trainer:
         row.update(lr=self._lr(), seconds=s["seconds"],
                    images_per_second=s["samples"] / s["seconds"] if s["seconds"] else None, skipped=s["skipped"])
         self.metrics.append(row)
+        run_loggers.on_row(self, row)  # TensorBoard and other trackers (vitkit.train.loggers)
         is_best = metric is not None and (self.best_metric is None or metric > self.best_metric)
         if is_best:
             self.best_metric = metric

@@ -56,11 +56,31 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def plural(n: int | float, word: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``1 rank``, ``2 processes``."""
+    if float(n) == 1:
+        return f"{n:g} {word}"
+    return f"{n:g} {word}es" if word.endswith(("s", "x", "sh")) else f"{n:g} {word}s"  # epochs, processes
+
+
+def model_with_overrides(name: str, kwargs: dict[str, Any] | None) -> str:
+    """``swin_tiny_patch4_window7_224 (embed_dim=48, depths=(2, 2, 2, 2))``: a registry name whose
+    row a recipe changed is not that row's model, and the header should say so."""
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else name
+
+
+def format_metric(key: str, value: float | None) -> str:
+    """``val_acc1 97.65%`` (accuracies in %, as the epoch lines show them), else ``key 0.1234``."""
+    if value is None:
+        return f"{key} -"
+    return f"{key} {value * 100:.2f}%" if "acc" in key.lower() else f"{key} {value:.4f}"
+
+
 def epoch_summary(row: dict[str, Any], epochs: int, eta: float | None = None) -> str:
     """``epoch 3/10 step 750 | train_loss 0.412 | val_loss 0.301 val_acc1 91.20% … | 28.3s``."""
     where = (f"epoch {row['epoch']}/{epochs}" if isinstance(row["epoch"], int) else f"epoch {row['epoch']:.2f}")
     parts = [f"{where} step {row['step']}", f"train_loss {row['train_loss']:.4f}"]
-    val = [f"{k} {v * 100:.2f}%" if "acc" in k.lower() else f"{k} {v:.4f}"
+    val = [format_metric(k, v)
            for k, v in row.items() if (k.startswith("val_") or k.startswith("ema_val_")) and isinstance(v, (int, float))
            and not isinstance(v, bool) and not k.endswith("skipped")]  # counts: reported on their own
     if val:
@@ -78,41 +98,77 @@ def epoch_summary(row: dict[str, Any], epochs: int, eta: float | None = None) ->
 ACCURACY_KEYS = ("val_acc1", "val_acc5", "ema_val_acc1")
 
 
+def _read_steps(path: Path) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    except (OSError, ValueError):
+        return []
+
+
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "", *, x: str = "epoch",
-                metric_keys: Sequence[str] = ACCURACY_KEYS) -> None:
-    """Loss (train, val) and the validation metrics (``metric_keys``: top-1, top-5, EMA top-1 for
-    classification; mIoU, box AP… for dense tasks; fractions, drawn as %) against ``x`` (``epoch``,
-    or ``step`` for iteration-based runs that evaluate every so many steps)."""
+                metric_keys: Sequence[str] = ACCURACY_KEYS, steps: Sequence[dict[str, Any]] | None = None) -> None:
+    """Three panels against ``x`` (``epoch``, or ``step`` for iteration-based runs that evaluate
+    every so many steps): loss (train, val), the validation metrics (``metric_keys``: top-1, top-5,
+    EMA top-1 for classification; mIoU, box AP… for dense tasks; fractions, drawn as %) and the
+    learning rate. Every row is a marked point (a one-epoch run shows its one row, not an invisible
+    line); the best row of the first metric is starred and marked on every panel. ``steps`` (default:
+    the ``steps.jsonl`` beside ``path``, when there is one) adds the per-step training loss and
+    learning rate, so that even a short run has curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    path = Path(path)
+    if steps is None:
+        steps = _read_steps(path.with_name("steps.jsonl"))
+    steps = [r for r in steps if r.get(x) is not None]
     ep = [r[x] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    ax_loss.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True, sharex=True)
+    if steps:
+        pts = [(r[x], r["train_loss"]) for r in steps if r.get("train_loss") is not None]
+        if pts:
+            ax_loss.plot(*zip(*pts), "-", color="tab:blue", alpha=0.35, lw=1, label="train (per step)")
+    ax_loss.plot(ep, [r["train_loss"] for r in rows], "o-", color="tab:blue", label="train")
     if any(r.get("val_loss") is not None for r in rows):
         pts = [(r[x], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
-        ax_loss.plot(*zip(*pts), "s-", label="val")
+        ax_loss.plot(*zip(*pts), "s-", color="tab:orange", label="val")
     ax_loss.set(xlabel=x, ylabel="loss", title="loss")
-    ax_loss.legend()
-    ax_loss.grid(alpha=0.3)
     styles = ("o-", "s--", "^-", "d-.", "v-", "x--")
+    best = None
     for key, style in zip(metric_keys, styles * (len(metric_keys) // len(styles) + 1)):
         pts = [(r[x], 100 * r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
         if pts:
             label = key.replace("val_", "").replace("acc", "top-") if key in ACCURACY_KEYS else key
             ax_acc.plot(*zip(*pts), style, label=label)
+            if best is None:
+                best = (key, label, *max(pts, key=lambda p: p[1]))
     accuracy = tuple(metric_keys) == ACCURACY_KEYS
     ax_acc.set(xlabel=x, ylabel="accuracy (%)" if accuracy else "score (%)",
                title="validation accuracy" if accuracy else "evaluation")
     if ax_acc.lines:
-        ax_acc.legend()
-    ax_acc.grid(alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
-
+        ax_acc.set_ylim(top=min(ax_acc.get_ylim()[1], 101.0))  # no room above 100% to draw
+    if best is not None:
+        _, label, bx, by = best
+        ax_acc.plot([bx], [by], "*", color="gold", markeredgecolor="black", markersize=16, zorder=5,
+                    label=f"best {label} {by:.2f}% ({x} {bx:g})")
+        for ax in (ax_loss, ax_acc, ax_lr):
+            ax.axvline(bx, color="grey", ls=":", lw=1)
+    lr_pts = [(r[x], r["lr"]) for r in (steps or rows) if r.get("lr") is not None]
+    if lr_pts:
+        ax_lr.plot(*zip(*lr_pts), "-" if steps else "o-", color="tab:green")
+    ax_lr.set(xlabel=x, ylabel="learning rate", title="learning rate" + (" (per step)" if steps else ""))
+    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.grid(alpha=0.3)
+    if not steps and all(float(v).is_integer() for v in ep):
+        ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by the three panels
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=100)

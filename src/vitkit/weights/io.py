@@ -140,6 +140,15 @@ def _atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename the finished ``tmp`` over ``path`` with the mode a plain ``open`` would give (0666 less
+    the umask: 0644 usually), not mkstemp's private 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def save_vitkit(state: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, Any]) -> Path:
     """Write vitkit safetensors: tensors plus ``format=vitkit`` and ``metadata`` (JSON-encoded
     values), atomically (a temporary file renamed into place)."""
@@ -151,7 +160,7 @@ def save_vitkit(state: Mapping[str, torch.Tensor], path: str | Path, metadata: M
     tmp = _atomic_target(path)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -179,7 +188,7 @@ def save_official_vit_npz(model: nn.Module, path: str | Path) -> Path:
     try:
         with open(tmp, "wb") as fh:
             np.savez(fh, **{k: v.detach().float().cpu().numpy() for k, v in arrays.items()})
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -194,7 +203,7 @@ def save_official_swin_pth(model: nn.Module, path: str | Path) -> Path:
     tmp = _atomic_target(path)
     try:
         torch.save({"model": {k: v.detach().cpu() for k, v in state.items()}}, tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
