@@ -68,7 +68,8 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_taken_o
     assert any(out.glob("*lock*")), "the killed run left no lock file"
     tr, va = tiny_sets()
     with caplog.at_level(logging.WARNING):
-        train(tiny_cfg(epochs=1), out, resume=(out / "checkpoint-last.pt").exists(), train_set=tr, val_set=va)
+        train(tiny_cfg(epochs=1), out, resume=(out / "checkpoint-last.pt").exists(), train_set=tr, val_set=va,
+              recipe="mnist_demo")
     assert "stale" in caplog.text and str(p.pid) in caplog.text
     assert not any(out.glob("*lock*")), "the lock outlived the run"
 
@@ -190,24 +191,35 @@ def test_damaged_config_json_without_checkpoint_names_the_file(tmp_path: Path) -
 
 
 # ----------------------------------------------------- item 13: lr / clip_grad may change on resume
-def test_nan_stop_advice_works_lr_and_clip_grad_change_on_resume(tmp_path: Path, caplog) -> None:
+def test_nan_stop_advice_works_lr_and_clip_grad_change_on_resume(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A loss spike to NaN in step 5 (injected) stops the run; the command its message advises,
+    ``--resume`` with a lower lr and clipping, is accepted, logged, kept in config.json, and trains on."""
     out = tmp_path / "run"
-    with caplog.at_level(logging.ERROR):
-        rc = main(["train", *CLI_ARGS, "optimizer=sgd", "lr=1e6", "warmup_steps=0", "clip_grad=0", "checkpoint_every=1",
-                   "mixup=0", "drop_path=0", "--out", str(out)])
+    orig, calls = ClassificationTask.training_loss, [0]
+
+    def spike(self, model, batch):
+        calls[0] += 1
+        loss, n = orig(self, model, batch)
+        return (loss * float("nan") if calls[0] == 5 else loss), n
+
+    with monkeypatch.context() as m, caplog.at_level(logging.ERROR):
+        m.setattr(ClassificationTask, "training_loss", spike)
+        rc = main(["train", *CLI_ARGS, "clip_grad=0", "checkpoint_every=1", "--out", str(out)])
     assert rc == 1
     advice = caplog.text
     assert "--resume lr=" in advice and "clip_grad=" in advice, advice
     stopped = load_checkpoint(out / "checkpoint-last.pt")["global_step"]
+    assert stopped == 4
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        assert main(["train", "--resume", "lr=0.01", "clip_grad=1", "--out", str(out)]) == 0
-    assert "lr" in caplog.text and "1e+06" in caplog.text and "0.01" in caplog.text  # the change is logged
+        assert main(["train", "--resume", "lr=0.0005", "clip_grad=1", "--out", str(out)]) == 0
+    assert "lr 0.0005 (was 0.001)" in caplog.text and "clip_grad 1 (was 0)" in caplog.text  # the change is logged
     ck = load_checkpoint(out / "checkpoint-last.pt")
-    assert ck["global_step"] == 8 > stopped and ck["config"]["lr"] == 0.01 and ck["config"]["clip_grad"] == 1
+    assert ck["global_step"] == 8 and ck["config"]["lr"] == 0.0005 and ck["config"]["clip_grad"] == 1
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["lr"] == 0.01 and cfg["clip_grad"] == 1  # a later --resume keeps the new values
+    assert cfg["lr"] == 0.0005 and cfg["clip_grad"] == 1  # a later --resume keeps the new values
+    assert cfg["resolved"]["resume_changes"] == [{"step": 4, "lr": [0.001, 0.0005], "clip_grad": [0.0, 1.0]}]
 
 
 def test_lr_changed_on_resume_drives_the_schedule(tmp_path: Path, monkeypatch) -> None:

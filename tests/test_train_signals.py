@@ -45,13 +45,13 @@ def test_signal_saves_says_so_exits_nonzero_and_resumes_exactly(tmp_path: Path, 
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                     reason="torch.distributed with gloo is not available")
 def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
-    """torchrun, 2 gloo processes: SIGTERM to rank 1 alone (paused inside step 3) → both ranks stop
+    """torchrun, 2 gloo processes: SIGTERM to rank 1 alone (paused 4 s inside step 3) → both ranks stop
     after step 3, rank 0 saves it, the launch exits non-zero (a rank that did not agree would hang
     in the next collective until the timeout)."""
     out = tmp_path / "run"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     p, line, lines = start_paused(tmp_path, "training_loss", 3, [*CLI_ARGS, "checkpoint_every=0", "--out", str(out)],
-                                  launcher=torchrun, PAUSE_RANK="1", PAUSE_SECONDS="2")
+                                  launcher=torchrun, PAUSE_RANK="1", PAUSE_SECONDS="4")
     import os
 
     os.kill(int(line.split("pid=")[1]), signal.SIGTERM)

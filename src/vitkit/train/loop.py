@@ -5,8 +5,8 @@
 
 Read top to bottom: `Trainer.__init__` builds data, model, optimiser, schedule and (on ``resume``)
 restores every piece of state; `fit` runs the epochs; `_micro_step` is one forward/backward;
-`_optimizer_step` clips, steps, schedules and updates the EMA; `_report` evaluates and writes the
-run folder. Only rank 0 writes files.
+`_optimizer_step` clips, steps, schedules and updates the EMA; `_write_row` reports: evaluates and
+writes the run folder. Only rank 0 writes files.
 
 Exact resume at any instant: the run's state changes only at two commit points, the end of an
 optimiser step and the end of a report (a metrics row with its evaluation), each in a stretch that
@@ -327,6 +327,7 @@ class Trainer:
         the temp files of saves that a killed process left; then the run continues from
         checkpoint-last.pt (``resume``) or starts in a folder that is new, empty, or a vitkit run of
         the same task and recipe, with config.json and an empty metrics.jsonl."""
+        self._resumed = resume
         if self._lock is not None:
             self._lock.acquire()
             remove_stale_temps(self.out)
@@ -745,7 +746,7 @@ class Trainer:
                     "preprocess": self.preprocess, "train_images": len(self.train_loader.dataset),
                     "val_images": len(self.val_loader.dataset), "torch": torch.__version__, "vitkit": __version__,
                     "task": self._task_name(), "recipe": self.recipe, "data": self.data_fingerprint}
-        prev = read_run_doc(self.out)
+        prev = read_run_doc(self.out) if self._resumed else None  # a new run starts its own history
         history = list(prev["resolved"].get("resume_changes", [])) if prev else []
         if self._resume_changes:
             history.append({"step": self.global_step, **{k: list(v) for k, v in self._resume_changes.items()}})
