@@ -66,8 +66,12 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 # ------------------------------------------------------------------ the CLI in a subprocess, paused
 PAUSE_SCRIPT = r'''
-import os, sys, time
+import os, signal, sys, time
 from vitkit.train import tasks
+
+# Ctrl-C reaches a run started from a terminal; a background job (pytest run with &) inherits SIGINT
+# ignored, which vitkit respects, as it respects nohup's ignored SIGHUP
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 phase, at = os.environ.get("PAUSE_PHASE", ""), int(os.environ.get("PAUSE_AT", "0"))
 rank_only = os.environ.get("PAUSE_RANK")

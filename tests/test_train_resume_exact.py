@@ -121,3 +121,32 @@ def test_crash_between_checkpoint_writes_leaves_a_consistent_pair(tmp_path: Path
     want = load_checkpoint(reference / "checkpoint-best.pt")
     assert best["global_step"] == want["global_step"] and _best_metric(best) == _best_metric(want)
     assert load_checkpoint(tmp_path / "checkpoint-last.pt")["best_metric"] == _best_metric(best)
+
+
+def test_signal_inside_the_optimizer_step_waits_for_its_end(tmp_path: Path, monkeypatch, reference: Path) -> None:
+    """A real SIGINT delivered between the weight update and the counters of step 6 (from inside the
+    LR scheduler's step) is held until the step is committed: the save is step 6, whole."""
+    import os
+    import signal
+
+    import torch
+
+    orig, calls = torch.optim.lr_scheduler.LambdaLR.step, [0]
+
+    def step(self, *a, **k):
+        calls[0] += 1
+        if calls[0] == 7:  # (call 1: the scheduler's construction) the weights of step 6 are updated, its counters not
+            os.kill(os.getpid(), signal.SIGINT)
+        return orig(self, *a, **k)
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(torch.optim.lr_scheduler.LambdaLR, "step", step)
+            with pytest.raises(KeyboardInterrupt):
+                _run(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert load_checkpoint(tmp_path / "checkpoint-last.pt")["global_step"] == 6
+    _run(tmp_path, resume=True)
+    assert_same_run(reference, tmp_path)

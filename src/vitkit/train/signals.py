@@ -1,7 +1,7 @@
 """SIGTERM and SIGINT during training: stop at a point the checkpoint can describe exactly.
 
 Cluster schedulers (SLURM, Kubernetes) and torchrun's elastic agent send SIGTERM before they kill a
-job; Ctrl-C sends SIGINT. While :meth:`Trainer.fit` runs, :class:`StopSignals` replaces both
+job; Ctrl-C sends SIGINT; a closed terminal SIGHUP. While :meth:`Trainer.fit` runs, :class:`StopSignals` replaces both
 handlers. In one process the handler raises :class:`~vitkit.train.errors.Interrupted` at once
 (outside the few lines that update the weights and the run's position together, where it waits
 for their end), and the loop saves its last consistent state. Under torchrun a process must not
@@ -18,7 +18,9 @@ from typing import Any, Iterator
 
 from .errors import Interrupted
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too: torchrun's agent forwards the SIGINT, SIGTERM, SIGHUP (and SIGQUIT) it receives to the
+# workers. A signal the process was told to ignore (``nohup`` ignores SIGHUP) stays ignored.
+SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class StopSignals:
@@ -35,7 +37,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # handlers can only be set there
             for s in SIGNALS:
-                self._old[s] = signal.signal(s, self._handle)
+                if signal.getsignal(s) is not signal.SIG_IGN:
+                    self._old[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
