@@ -74,6 +74,24 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holder_is_taken_o
     assert not any(out.glob("*lock*")), "the lock outlived the run"
 
 
+def test_lock_of_another_host_is_refused_while_refreshed_and_taken_over_when_stale(tmp_path: Path, caplog) -> None:
+    from vitkit.train.errors import RunFolderBusy
+    from vitkit.train.runfolder import STALE_AFTER_S, RunLock
+
+    lock = tmp_path / "run.lock"
+    lock.write_text(json.dumps({"pid": 4242, "host": "node-7", "started": "yesterday", "command": "vitkit train"}))
+    with pytest.raises(RunFolderBusy, match="pid 4242 on host node-7.*another --out"):
+        RunLock(tmp_path).acquire()
+    old = lock.stat().st_mtime - STALE_AFTER_S - 60  # its holder stopped refreshing it
+    os.utime(lock, (old, old))
+    with caplog.at_level(logging.WARNING):
+        mine = RunLock(tmp_path).acquire()
+    assert "stale" in caplog.text and "node-7" in caplog.text
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    mine.release()
+    assert not lock.exists()
+
+
 # ----------------------------------------------------------------- item 6: not a vitkit run folder
 def test_out_folder_that_is_not_a_vitkit_run_of_this_recipe_is_refused(tmp_path: Path) -> None:
     mine = tmp_path / "mine"

@@ -4,8 +4,8 @@ signals to a real ``vitkit train`` process, sent while it is paused inside a cho
 torchrun a signal to one rank only stops every rank at the same step."""
 from __future__ import annotations
 
+import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,17 +44,17 @@ def test_signal_saves_says_so_exits_nonzero_and_resumes_exactly(tmp_path: Path, 
 
 @pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                     reason="torch.distributed with gloo is not available")
-def test_sigterm_to_one_rank_stops_every_rank_at_the_same_step(tmp_path: Path) -> None:
-    """torchrun, 2 gloo processes: SIGTERM to rank 1 alone (paused 4 s inside step 3) → both ranks stop
-    after step 3, rank 0 saves it, the launch exits non-zero (a rank that did not agree would hang
-    in the next collective until the timeout)."""
+@pytest.mark.parametrize("target", ["rank 1 only", "torchrun's agent"])
+def test_sigterm_under_torchrun_stops_every_rank_at_the_same_step(tmp_path: Path, target: str) -> None:
+    """torchrun, 2 gloo processes, rank 1 paused 4 s inside step 3: SIGTERM to rank 1 alone, or to
+    the torchrun agent (which forwards it to both workers) → both ranks stop after step 3, rank 0
+    saves it, the launch exits non-zero. A rank that did not agree would wait in the next
+    collective until the timeout; a rank killed by the signal would leave no step-3 checkpoint."""
     out = tmp_path / "run"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     p, line, lines = start_paused(tmp_path, "training_loss", 3, [*CLI_ARGS, "checkpoint_every=0", "--out", str(out)],
                                   launcher=torchrun, PAUSE_RANK="1", PAUSE_SECONDS="4")
-    import os
-
-    os.kill(int(line.split("pid=")[1]), signal.SIGTERM)
+    os.kill(int(line.split("pid=")[1]) if target == "rank 1 only" else p.pid, signal.SIGTERM)
     text = finish(p, lines, timeout=120)
     assert p.returncode != 0, text[-3000:]
     assert "SIGTERM" in text and "saved" in text, text[-3000:]
