@@ -191,9 +191,9 @@ def read_run_doc(folder: Path) -> dict[str, Any] | None:
 
 def check_new_run_folder(folder: Path, task: str, recipe: str) -> None:
     """Refuse to start a new run in ``folder`` unless it is missing, empty (but for our lock and
-    hidden files such as .DS_Store, which a run never writes), or a
-    vitkit run folder of the same task and recipe (whose files the new run then replaces; its
-    checkpoint-best.pt is removed so that it is never taken for the new run's)."""
+    hidden files such as .DS_Store, which a run never writes), or a vitkit run folder of the same
+    task and recipe (whose files the new run then replaces; its checkpoint-best.pt is removed so
+    that it is never taken for the new run's)."""
     if not folder.is_dir():
         return
     entries = sorted(e.name for e in folder.iterdir() if e.name != LOCK_NAME and not e.name.startswith("."))
