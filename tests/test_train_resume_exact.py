@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import vitkit.train.loop as loop
-from _train_util import assert_same_run, rows, tiny_cfg, tiny_sets
+from _train_util import assert_same_run, rows, tiny_cfg, tiny_sets, untimed
+from test_dense_cli import SEG_TINY, _same_state, seg_folder  # noqa: F401  (seg_folder: a fixture)
 from vitkit.train import train
 from vitkit.train.checkpoint import load_checkpoint
 from vitkit.train.tasks import ClassificationTask
@@ -150,3 +151,28 @@ def test_signal_inside_the_optimizer_step_waits_for_its_end(tmp_path: Path, monk
     assert load_checkpoint(tmp_path / "checkpoint-last.pt")["global_step"] == 6
     _run(tmp_path, resume=True)
     assert_same_run(reference, tmp_path)
+
+
+def test_segmentation_interrupted_in_validation_resumes_bit_identical(seg_folder: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """The same loop runs segmentation (iteration based: a report every eval_interval steps, mid-epoch):
+    Ctrl-C inside the evaluation at iteration 3 of 5 resumes to that evaluation, and the run ends
+    as the uninterrupted one (weights, optimiser, every metrics row once, train_loss of each)."""
+    from vitkit.cli import main
+    from vitkit.dense.train_seg import SegmentationTask
+
+    data = seg_folder
+    argv = [*SEG_TINY, "model_kwargs={\"drop_path_rate\": 0.3}", "eval_interval=3"]
+    argv[argv.index("--iters") + 1] = "5"
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(["segment", "train", "--data", str(data), "--out", str(whole), *argv]) == 0
+    with monkeypatch.context() as m:
+        _raise_on_call(m, SegmentationTask, "evaluate", 1)
+        with pytest.raises((SystemExit, KeyboardInterrupt)) as stop:
+            main(["segment", "train", "--data", str(data), "--out", str(cut), *argv])
+    phase = load_checkpoint(cut / "checkpoint-last.pt").get("phase")
+    assert isinstance(stop.value, SystemExit) and stop.value.code == 130  # 128 + SIGINT, no traceback
+    assert phase == "report"  # the steps are done, their report (evaluation, row, checkpoints) is not
+    assert main(["segment", "train", "--data", str(data), "--out", str(cut), *argv, "--resume"]) == 0
+    _same_state(whole / "checkpoint-last.pt", cut / "checkpoint-last.pt")
+    assert untimed(rows(cut)) == untimed(rows(whole)) and [r["iter"] for r in rows(cut)] == [3, 5]
