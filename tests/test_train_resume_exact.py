@@ -8,6 +8,7 @@ that saves nothing (kill -9, simulated by another exception) between the two che
 leave checkpoint-best.pt no older than what checkpoint-last.pt reports."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -104,9 +105,10 @@ class Killed(Exception):
     """What kill -9 leaves: no handler runs, nothing is saved on the way out."""
 
 
-def test_crash_between_checkpoint_writes_leaves_a_consistent_pair(tmp_path: Path, monkeypatch, reference: Path) -> None:
+def test_crash_between_checkpoint_writes_leaves_a_consistent_pair(tmp_path: Path, monkeypatch, reference: Path,
+                                                                  caplog) -> None:
     tr, va = tiny_sets()
-    cfg = tiny_cfg(checkpoint_every=2)  # a checkpoint-last.pt exists before the first report
+    cfg = tiny_cfg(checkpoint_every=3)  # a checkpoint-last.pt (step 3) exists before the first report (step 4)
     with monkeypatch.context() as m:
         _raise_between_checkpoint_writes(m, Killed)
         with pytest.raises(Killed):
@@ -117,7 +119,9 @@ def test_crash_between_checkpoint_writes_leaves_a_consistent_pair(tmp_path: Path
         best = load_checkpoint(tmp_path / "checkpoint-best.pt")
         assert _best_metric(best) == last["best_metric"] or best["global_step"] > last["global_step"]
     tr, va = tiny_sets()
-    train(cfg, tmp_path, resume=True, train_set=tr, val_set=va)
+    with caplog.at_level(logging.WARNING):
+        train(cfg, tmp_path, resume=True, train_set=tr, val_set=va)
+    assert "checkpoint-best.pt holds step 4, after checkpoint-last.pt (step 3)" in caplog.text
     best = load_checkpoint(tmp_path / "checkpoint-best.pt")
     want = load_checkpoint(reference / "checkpoint-best.pt")
     assert best["global_step"] == want["global_step"] and _best_metric(best) == _best_metric(want)

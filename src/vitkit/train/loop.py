@@ -689,15 +689,33 @@ class Trainer:
             text = self._metrics_text()
             if not metrics_path.is_file() or metrics_path.read_text() != text:
                 metrics_path.write_text(text)
-            if self.best_metric is not None and not (self.out / "checkpoint-best.pt").is_file():
-                log.warning("%s is missing (the run's best, %s %.4f at step %s); it is written again when a later "
-                            "report beats it", self.out / "checkpoint-best.pt", self.task.main_metric,
-                            self.best_metric, self.best_step)
+            self._check_best_pair(path)
             if read_run_doc(self.out) is None:
                 log.warning("%s is missing or damaged; wrote it again from %s", self.out / "config.json", path)
                 self._write_config(self._num_classes, self._img_size)
             elif self._resume_changes:
                 self._write_config(self._num_classes, self._img_size)
+
+    def _check_best_pair(self, last: Path) -> None:
+        """Say when checkpoint-best.pt is not the best that checkpoint-last.pt records (``best_step``):
+        missing, or written after it (the run stopped between the two writes: the resumed run writes
+        it again when it reaches that report). Only its metadata is read (memory-mapped)."""
+        path = self.out / "checkpoint-best.pt"
+        if not path.is_file():
+            if self.best_metric is not None:
+                log.warning("%s is missing (the run's best, %s %.4f at step %s); it is written again when a later "
+                            "report beats it", path, self.task.main_metric, self.best_metric, self.best_step)
+            return
+        try:
+            step = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
+        except Exception:  # noqa: BLE001  (a damaged best is reported where it is loaded)
+            return
+        if step is not None and step > self.global_step:
+            log.warning("%s holds step %d, after %s (step %d): the run stopped between the two writes; it is "
+                        "written again when the resumed run reaches that report", path, step, last.name,
+                        self.global_step)
+        elif step is not None and self.best_step is not None and step != self.best_step:
+            log.warning("%s holds step %d but %s records the best at step %d", path, step, last.name, self.best_step)
 
     def _apply_resume_changes(self, ck: dict[str, Any]) -> None:
         """lr and clip_grad may differ from the checkpoint's (the remedies for a diverged run): clip_grad
