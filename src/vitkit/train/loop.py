@@ -55,7 +55,8 @@ from .errors import Interrupted, NonFiniteLossError, RunFolderBusy, TrainingErro
 from .fsdp import full_tensor
 from .optim import WarmupDecay, build_optimizer, param_groups
 from .progress import ProgressBar, epoch_summary, plot_curves
-from .runfolder import RunLock, check_new_run_folder, check_same_data, data_fingerprint, read_run_doc, remove_stale_temps
+from .runfolder import (RunLock, check_new_run_folder, check_same_data, data_fingerprint, read_run_doc,
+                        remove_stale_temps)
 from .signals import StopSignals
 from .tasks import ClassificationTask, Task
 

@@ -210,8 +210,8 @@ def check_new_run_folder(folder: Path, task: str, recipe: str) -> None:
     was_recipe = doc["resolved"].get("recipe", doc.get("recipe", ""))
     if (was_task, was_recipe) != (task, recipe):
         raise ValueError(f"--out {folder} holds a vitkit {was_task} run of recipe {was_recipe!r}; this is a {task} "
-                         f"run of recipe {recipe!r}, and starting it there would mix the two runs' files. Choose another "
-                         f"--out, or continue that run with --resume.")
+                         f"run of recipe {recipe!r}, and starting it there would mix the two runs' files. Choose "
+                         f"another --out, or continue that run with --resume.")
     old = [n for n in entries if n in ("checkpoint-last.pt", "checkpoint-best.pt")]
     if old:
         log.warning("starting a new run in %s over an earlier run of the same recipe: its %s are replaced",
@@ -294,7 +294,7 @@ def check_same_data(saved: dict[str, Any] | None, now: dict[str, Any], checkpoin
         elif a.get("files_sha256") and b.get("files_sha256") and a["files_sha256"] != b["files_sha256"]:
             problems.append(f"the {split} split's files changed (still {b['count']} images, but other file names)")
     if problems:
-        raise ValueError(f"cannot resume from {checkpoint}: {'; '.join(problems)}. The run's steps per epoch, schedule, "
-                         f"data order and classifier head were fixed from the data it started with. Put the data back as "
-                         f"it was, or start a new run with another --out (weights={checkpoint} starts it from what this "
-                         f"run learned).")
+        raise ValueError(f"cannot resume from {checkpoint}: {'; '.join(problems)}. The run's steps per epoch, "
+                         f"schedule, data order and classifier head were fixed from the data it started with. Put the "
+                         f"data back as it was, or start a new run with another --out (weights={checkpoint} starts "
+                         f"it from what this run learned).")
