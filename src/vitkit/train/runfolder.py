@@ -31,7 +31,6 @@ log = logging.getLogger("vitkit.train")
 LOCK_NAME = "run.lock"
 HEARTBEAT_S = 60.0     # the holder refreshes the lock's mtime this often
 STALE_AFTER_S = 600.0  # a lock from another host not refreshed for this long belongs to a dead run
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint-last.pt", "checkpoint-best.pt", "curves.png", LOCK_NAME)
 
 _held: dict[Path, "RunLock"] = {}  # the locks this process holds, by folder
 
