@@ -54,7 +54,7 @@ def _looks_like_ours(pid: int) -> bool:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return True
-    return any(k in cmd for k in ("python", "vitkit", "torchrun", "pytest"))
+    return any(k in cmd for k in ("python", "vitkit", "torchrun"))
 
 
 class RunLock:
