@@ -167,6 +167,8 @@ def _stopped_cleanly(train, r, args: argparse.Namespace):
     except TrainingError as e:
         print(f"vitkit {args.command} train: stopped: {e}", file=sys.stderr)
         return None
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run saved itself and said so
+        raise SystemExit(128 + getattr(e, "signum", 2)) from None
 
 
 def segment_train(args: argparse.Namespace) -> int:

@@ -190,7 +190,10 @@ def run_train(args: argparse.Namespace) -> int:
         if args.recipe and args.recipe != recipe:
             raise ValueError(f"{args.out} was trained with recipe {recipe!r}, not {args.recipe!r}")
         new = apply_overrides(apply_overrides(cfg, file_fields), overrides)
-        changed = sorted(k for k, v in new.to_dict().items() if v != cfg.to_dict()[k] and k not in RUNTIME_FIELDS)
+        from ..train.loop import RESUME_CHANGEABLE  # lr, clip_grad: the remedies for a diverged run (logged)
+
+        changed = sorted(k for k, v in new.to_dict().items()
+                         if v != cfg.to_dict()[k] and k not in RUNTIME_FIELDS and k not in RESUME_CHANGEABLE)
         if changed:
             raise ValueError(f"cannot change {', '.join(changed)} when resuming (the run would no longer continue "
                              f"exactly); start a new run with another --out instead")
@@ -224,8 +227,8 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingError as e:
         logging.getLogger("vitkit.train").error("vitkit train: %s", e)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run saved itself and said so
+        return 128 + getattr(e, "signum", 2)
     finally:
         D.cleanup()
     return 0

@@ -5,18 +5,31 @@
 
 Read top to bottom: `Trainer.__init__` builds data, model, optimiser, schedule and (on ``resume``)
 restores every piece of state; `fit` runs the epochs; `_micro_step` is one forward/backward;
-`_optimizer_step` clips, steps, schedules and updates the EMA; `_end_epoch` evaluates and writes the
-run folder. Only rank 0 writes files. What is optimised and measured comes from a task
+`_optimizer_step` clips, steps, schedules and updates the EMA; `_write_row` reports: evaluates and
+writes the run folder. Only rank 0 writes files.
+
+Exact resume at any instant: the run's state changes only at two commit points, the end of an
+optimiser step and the end of a report (a metrics row with its evaluation), each in a stretch that
+signals cannot cut (:class:`~vitkit.train.signals.StopSignals`). A checkpoint always describes the
+last commit: its ``phase`` says whether the next thing to do is training (``"train"``) or the report
+of steps already done (``"report"``: an interrupt during validation, or between the metrics row and
+the checkpoints, resumes by doing that report again), and it carries the metrics rows it has seen,
+the RNG states at the commit and the loss sums of the committed steps only. checkpoint-best.pt is
+written before the checkpoint-last.pt that records it, so a crash between the two resumes to the
+same report and writes the same best again. What is optimised and measured comes from a task
 (:class:`~vitkit.train.tasks.ClassificationTask` by default), so other tasks reuse the loop.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
 import random
+import signal
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,21 +52,21 @@ from .allocator import keep_freed_memory
 from .checkpoint import get_rng_state, load_checkpoint, restore_rng, rng_states, save_atomic
 from .config import TrainConfig, check_num_classes
 from .ema import ModelEma
+from .errors import Interrupted, NonFiniteLossError, RunFolderBusy, TrainingError  # noqa: F401  (re-exported)
 from .fsdp import full_tensor
 from . import loggers as run_loggers
 from .optim import WarmupDecay, build_optimizer, param_groups
 from .progress import ProgressBar, epoch_summary, format_metric, plot_curves, plural
+from .runfolder import (RunLock, check_new_run_folder, check_same_data, data_fingerprint, read_run_doc,
+                        remove_stale_temps)
+from .signals import StopSignals
 from .tasks import ClassificationTask, Task
 
 log = logging.getLogger("vitkit.train")
 
-
-class TrainingError(RuntimeError):
-    """A run stopped for a reason the user can act on; the message says what to change."""
-
-
-class NonFiniteLossError(TrainingError):
-    pass
+# config fields that may change when a run is resumed although they change what it computes: the
+# remedies for a run that diverged (the NaN stop's advice); the change is logged and kept in config.json
+RESUME_CHANGEABLE = ("lr", "clip_grad")
 
 
 @dataclass
@@ -287,23 +300,56 @@ class Trainer:
         # last), iteration-based runs such as UperNet's; 0: at the end of every cfg.eval_every epochs
         self.eval_interval = int(getattr(self.task, "eval_interval", 0) or 0)
 
-        # ---- position and bookkeeping (restored on resume)
+        # ---- position and bookkeeping (restored on resume; changed only at the two commit points)
         self.epoch = 0              # completed epochs
         self.step_in_epoch = 0      # optimiser steps done in the current epoch
         self.global_step = 0
+        self.phase = "train"        # "report": the steps done await their metrics row, evaluation, checkpoints
         self.best_metric: float | None = None
+        self.best_step: int | None = None  # the step whose weights checkpoint-best.pt holds
         self.metrics: list[dict[str, Any]] = []
-        self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
+        self.epoch_stats = _zero_stats()   # committed steps since the last metrics row
+        self._step_stats = _zero_stats()   # the micro-batches of the step in progress (committed with it)
         _seed_everything(cfg.seed + self.dist.rank)  # dropout, drop-path, Mixup differ across ranks
-        self._boundary_rng = get_rng_state()
+        self._boundary_rng = get_rng_state()  # the generators at the last commit: what a checkpoint saves
         self.grad_norm = 0.0
         self._last_batch: Any = None
+        self.signals: StopSignals | None = None
+        self._plotted = -1  # rows drawn in curves.png
+        self._num_classes, self._img_size = num_classes, img_size
+        self._resume_changes: dict[str, tuple[Any, Any]] = {}
+        self.data_fingerprint = {"train": data_fingerprint(train_set), "val": data_fingerprint(val_set)}
+        self._lock = RunLock(self.out) if self.dist.is_main else None
+        try:
+            self._open_run_folder(resume)
+        except BaseException:
+            self._release_lock()
+            raise
+        if self._lock is not None:
+            weakref.finalize(self, self._lock.release)  # a Trainer that is never fit() lets the folder go
+
+    def _open_run_folder(self, resume: bool) -> None:
+        """Rank 0 takes the folder's lock (a second writer is refused, naming the holder) and removes
+        the temp files of saves that a killed process left; then the run continues from
+        checkpoint-last.pt (``resume``) or starts in a folder that is new, empty, or a vitkit run of
+        the same task and recipe, with config.json and an empty metrics.jsonl."""
+        self._resumed = resume
+        if self._lock is not None:
+            self._lock.acquire()
+            remove_stale_temps(self.out)
         if resume:
             self._load_state(self.out / "checkpoint-last.pt")
         elif self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            check_new_run_folder(self.out, self._task_name(), self.recipe)
             (self.out / "metrics.jsonl").write_text("")
-            self._write_config(num_classes, img_size)
+            self._write_config(self._num_classes, self._img_size)
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def _task_name(self) -> str:
+        return getattr(self.task, "name", "classification")
 
     # ------------------------------------------------------------------------------------ the run
     def fit(self) -> RunResult:
@@ -323,16 +369,18 @@ class Trainer:
                          plural(self.num_epochs, "epoch"), plural(self.steps_per_epoch, "step"), cfg.batch_size,
                          plural(self.dist.world_size, "rank"), cfg.accum_steps,
                          self.micro, self.lr, _precision_name(self.amp_dtype), self.device, resuming)
+        if self._lock is not None and not self._lock.held:  # fit() again after a run: the folder again
+            self._lock.acquire()
         try:
-            while self.epoch < self.num_epochs and self.global_step < self.total_steps:
-                self._train_epoch()
-                self._end_epoch()
-        except KeyboardInterrupt:
-            if not self.dist.enabled:  # a single process can save where it stands; ranks may be mid-collective
-                self._save_last(rng=self._boundary_rng)
-                log.warning("interrupted at step %d; saved %s — continue with --resume",
-                            self.global_step, self.out / "checkpoint-last.pt")
-            raise
+            with StopSignals(raise_now=not self.dist.enabled) as self.signals:
+                try:
+                    self._run()
+                except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM (Interrupted), or raised by a callback
+                    self._save_interrupted(e)
+                    raise
+        finally:
+            self.signals = None
+            self._release_lock()
         if self.dist.is_main:
             best = f"best {format_metric(self.task.main_metric, self.best_metric)}, " if self.best_metric is not None else ""
             log.info("done: %s%d steps in %.1fs; run folder %s", best, self.global_step, time.time() - start, self.out)
@@ -341,6 +389,56 @@ class Trainer:
 
                 log.info("pushed to %s", push_run(self.out, cfg.push_to_hub))
         return RunResult(self.out, self.metrics, self.best_metric, self.global_step, self.model)
+
+    def _run(self) -> None:
+        """Train and report until the last step's report is done (a resumed run starts where its
+        checkpoint's ``phase`` says: training, or the report of steps already done)."""
+        while True:
+            if self.phase == "report":
+                self._write_row()
+                self._check_stop()
+            elif self.epoch < self.num_epochs and self.global_step < self.total_steps:
+                self._train_epoch()
+            else:
+                break
+        if self.dist.is_main and self._plotted != len(self.metrics):  # e.g. stopped while drawing the last plot
+            self._plot()
+
+    def _check_stop(self) -> None:
+        """Stop the run when a process received SIGTERM/SIGINT. Under torchrun the processes compare
+        their records after every step and report (one small all-reduce), so that all stop at the
+        same step and take part in the save together; one process raised at the signal already."""
+        sig = (self.signals.received if self.signals is not None else None) or 0
+        if self.dist.enabled:
+            t = torch.tensor([float(sig)], device=self.device)
+            D.all_reduce_max(t)
+            sig = int(t.item())
+        if sig:
+            raise Interrupted(sig, agreed=True)
+
+    def _save_interrupted(self, e: KeyboardInterrupt) -> None:
+        """Save the last commit (the step before the one that was cut, or the report still to do) and
+        say so. Several processes save only when they stopped together (:meth:`_check_stop`): a
+        KeyboardInterrupt from elsewhere may have left some of them inside a collective."""
+        signum = getattr(e, "signum", None)
+        what = f"received {signal.Signals(signum).name}" if signum else "interrupted"
+        if self.dist.enabled and not getattr(e, "agreed", False):
+            if self.dist.is_main:
+                log.warning("%s at step %d; not saved (the processes had not stopped together); %s holds the last "
+                            "periodic save", what, self.global_step, self.out / "checkpoint-last.pt")
+            return
+        self._save_last()
+        if self.dist.is_main:
+            with _disk_full_guard(self.out / "metrics.jsonl"):  # the rows of that state, none cut in half
+                (self.out / "metrics.jsonl").write_text(self._metrics_text())
+            where = ("the report of those steps (evaluation, metrics row, checkpoints) still to do"
+                     if self.phase == "report" else
+                     f"epoch {self.epoch + 1}, {self.step_in_epoch} of {self.steps_per_epoch} steps done")
+            log.warning("%s: saved %s at step %d (%s); continue with: vitkit train --out %s --resume", what,
+                        self.out / "checkpoint-last.pt", self.global_step, where, self.out)
+
+    def _critical(self) -> contextlib.AbstractContextManager:
+        return self.signals.critical() if self.signals is not None else contextlib.nullcontext()
 
     def _seconds_per_step(self) -> float:
         return (time.time() - self._t_start) / max(self.global_step - self._first_step, 1)
@@ -352,24 +450,21 @@ class Trainer:
         steps_now = min(self.steps_per_epoch, self.total_steps - self.global_step + self.step_in_epoch)  # max_steps may end it early
         bar = ProgressBar(steps_now * cfg.batch_size, f"epoch {self.epoch + 1}/{self.num_epochs}",
                           enabled=cfg.progress and self.dist.is_main, initial=self.step_in_epoch * cfg.batch_size)
-        if self.step_in_epoch >= self.steps_per_epoch:  # resumed from a checkpoint written after the epoch's last step
-            bar.close()
-            return
         t_last = time.time()
+        self._step_stats = _zero_stats()
         for k, batch in enumerate(self.train_loader):
             last_micro = (k + 1) % A == 0
             self._micro_step(batch, sync=last_micro)
             if not last_micro:
                 continue
-            self._optimizer_step()
             now = time.time()
-            self.epoch_stats["seconds"] += now - t_last
+            self._step_stats["seconds"] = now - t_last
+            self._optimizer_step()
             t_last = now
             s = self.epoch_stats
             bar.update(cfg.batch_size, loss=s["loss_sum"] / max(s["samples"], 1), lr=self._lr(), gnorm=self.grad_norm)
-            if self.eval_interval and (self.global_step % self.eval_interval == 0
-                                       or self.global_step >= self.total_steps):
-                self._write_row(evaluate=True)
+            if self.phase == "report" and self.eval_interval:
+                self._write_row()
                 self.forward_model.train()
                 t_last = time.time()  # the evaluation's time is not training time
             elif cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0:
@@ -377,15 +472,16 @@ class Trainer:
             for cb in self.callbacks:
                 cb(self)
             run_loggers.on_step(self)  # steps.jsonl, TensorBoard (vitkit.train.loggers)
-            if self.global_step >= self.total_steps:
-                break
+            self._check_stop()
+            if self.phase == "report" or self.step_in_epoch == 0 or self.global_step >= self.total_steps:
+                break  # a report is due (per-epoch runs: from fit), or the epoch is over
         bar.close()
 
     def _micro_step(self, batch: Any, sync: bool) -> None:
         """Forward and backward of one micro-batch; gradients are all-reduced only when ``sync``."""
         skipped = batch.get("skipped", []) if isinstance(batch, dict) else []
         if skipped:
-            self.epoch_stats["skipped"] += len(skipped)
+            self._step_stats["skipped"] += len(skipped)
             for s in skipped[:3]:
                 log.warning("skipped unreadable image %s (%s)", s.source, s.error)
         batch = self.task.to_device(batch, self.device, self.cfg.channels_last)
@@ -420,16 +516,24 @@ class Trainer:
         total, count = stat.tolist()
         if not math.isfinite(total):
             raise NonFiniteLossError(self._stop_message(f"the loss is {total}"))
-        self.epoch_stats["loss_sum"] += total
-        self.epoch_stats["samples"] += int(count)
+        self._step_stats["loss_sum"] += total  # committed with the optimiser step (an interrupted one never counts)
+        self._step_stats["samples"] += int(count)
 
     def _stop_message(self, what: str) -> str:
         last = self.out / "checkpoint-last.pt"
         kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
         return (f"{what} at step {self.global_step + 1} (epoch {self.epoch + 1}, step {self.step_in_epoch + 1} of "
-                f"{self.steps_per_epoch}); the run stopped before updating the weights and {kept}. Lower lr "
-                f"(now {self.lr:.3g}), set clip_grad=1, lengthen the warm-up, or use precision=fp32, then start "
-                f"again or --resume.")
+                f"{self.steps_per_epoch}); the run stopped before updating the weights and {kept}. "
+                + self._divergence_advice())
+
+    def _divergence_advice(self) -> str:
+        """What to do about a diverged run: lr and clip_grad may change on resume (RESUME_CHANGEABLE)."""
+        lower = f"lr={self.cfg.lr / 10:.3g} clip_grad={self.cfg.clip_grad if 0 < self.cfg.clip_grad < 1 else 1:g}"
+        fresh = "lengthen the warm-up or use precision=fp32 and start a new run"
+        if not (self.out / "checkpoint-last.pt").exists():
+            return f"Lower lr (now {self.lr:.3g}), set clip_grad=1, {fresh.replace(' and start', ', and start')}."
+        return (f"Continue from it with a lower lr (now {self.lr:.3g}) and gradient clipping: vitkit train --out "
+                f"{self.out} --resume {lower} (lr and clip_grad may change on resume); or {fresh}.")
 
     def _optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
@@ -441,33 +545,45 @@ class Trainer:
         self.grad_norm = float(full_tensor(norm))  # FSDP: a sharded norm, gathered
         if not math.isfinite(self.grad_norm) and not self.scaler.is_enabled():  # fp16: the scaler skips the step
             raise NonFiniteLossError(self._stop_message(f"the gradient norm is {self.grad_norm}"))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        self.global_step += 1
-        self.step_in_epoch += 1
-        self._boundary_rng = get_rng_state()
+        with self._critical():  # commit point: the weights and the counters that describe them change together
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.global_step += 1
+            self.step_in_epoch += 1
+            for k, v in self._step_stats.items():
+                self.epoch_stats[k] += v
+            self._step_stats = _zero_stats()
+            if self._report_due():
+                self.phase = "report"
+            elif self.step_in_epoch >= self.steps_per_epoch:
+                self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            self._boundary_rng = get_rng_state()
 
-    def _end_epoch(self) -> None:
-        """An epoch is done: the sampler moves on; per-epoch runs also evaluate (every ``eval_every``
-        epochs and after the last), write a metrics row and the checkpoints."""
-        self.epoch += 1
-        self.step_in_epoch = 0
-        if self.eval_interval:  # step-interval runs write their rows from the loop
-            return
-        last = self.epoch >= self.num_epochs or self.global_step >= self.total_steps
-        self._write_row(evaluate=self.epoch % self.cfg.eval_every == 0 or last)
+    def _report_due(self) -> bool:
+        """A metrics row is due after this step: the last step, every ``eval_interval`` steps
+        (iteration-based tasks), or (per-epoch runs) the last step of an epoch."""
+        if self.global_step >= self.total_steps:
+            return True
+        if self.eval_interval:
+            return self.global_step % self.eval_interval == 0
+        return self.step_in_epoch >= self.steps_per_epoch
 
-    def _write_row(self, evaluate: bool) -> None:
-        """One metrics row (training loss since the last row; the validation metrics when ``evaluate``),
-        appended to metrics.jsonl, logged, then checkpoint-last.pt, checkpoint-best.pt when the main
-        metric improved, and curves.png."""
+    def _write_row(self) -> None:
+        """The report of the steps done (``phase`` "report"): one metrics row (training loss since the
+        last row; the validation metrics every ``eval_every`` epochs, after the last, and at every
+        row of iteration-based runs), then checkpoint-best.pt when the main metric improved, the
+        commit (the row counted, the epoch advanced when it ended), metrics.jsonl, checkpoint-last.pt
+        and curves.png. An interrupt before the commit resumes to this report again."""
         cfg, s = self.cfg, self.epoch_stats
-        last = self.global_step >= self.total_steps or (not self.eval_interval and self.epoch >= self.num_epochs)
-        epoch: float = self.epoch if not self.eval_interval else self.global_step / self.steps_per_epoch
+        ends_epoch = self.step_in_epoch >= self.steps_per_epoch or self.global_step >= self.total_steps
+        epochs_done = self.epoch + 1 if ends_epoch else self.epoch
+        last = self.global_step >= self.total_steps or (not self.eval_interval and epochs_done >= self.num_epochs)
+        evaluate = bool(self.eval_interval) or epochs_done % cfg.eval_every == 0 or last
+        epoch: float = epochs_done if not self.eval_interval else self.global_step / self.steps_per_epoch
         row: dict[str, Any] = {"epoch": epoch, "step": self.global_step}
         if self.eval_interval:
             row["iter"] = self.global_step  # the unit of iteration-based recipes
@@ -484,46 +600,66 @@ class Trainer:
                     weights_from, metric = "ema", ema[self.task.main_metric]
         row.update(lr=self._lr(), seconds=s["seconds"],
                    images_per_second=s["samples"] / s["seconds"] if s["seconds"] else None, skipped=s["skipped"])
-        self.metrics.append(row)
-        run_loggers.on_row(self, row)  # TensorBoard and other trackers (vitkit.train.loggers)
         is_best = metric is not None and (self.best_metric is None or metric > self.best_metric)
-        if is_best:
-            self.best_metric = metric
+        if is_best:  # before checkpoint-last.pt records it: a crash between leaves last before this report
+            weights = self.ema.module.state_dict() if weights_from == "ema" else self.parallel.model_state(self.model)
+            if self.dist.is_main:
+                self._save({**self._meta(epoch=epochs_done), "model": weights, "weights_from": weights_from,
+                            "metrics": row}, self.out / "checkpoint-best.pt")
+        with self._critical():  # commit point: the report is done
+            self.metrics.append(row)
+            if is_best:
+                self.best_metric, self.best_step = metric, self.global_step
+            self.epoch_stats = _zero_stats()
+            if ends_epoch:
+                self.epoch, self.step_in_epoch = epochs_done, 0
+            self.phase = "train"
+            self._boundary_rng = get_rng_state()  # after the evaluation's draws (its loader's seed)
         if self.dist.is_main:
-            with open(self.out / "metrics.jsonl", "a") as f:
+            with _disk_full_guard(self.out / "metrics.jsonl"), open(self.out / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
             eta = self._seconds_per_step() * (self.total_steps - self.global_step)
             log.info(epoch_summary(row, self.num_epochs, eta if not last else None))
-            report_unreadable("training", s["skipped"], s["samples"] + s["skipped"], f"epoch {self.epoch}", stop=False)
-            report_unreadable("validation", row.get("val_skipped", 0), len(self.val_set), f"epoch {self.epoch}",
+            report_unreadable("training", s["skipped"], s["samples"] + s["skipped"], f"epoch {epochs_done}",
                               stop=False)
-        self.epoch_stats = {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
+            report_unreadable("validation", row.get("val_skipped", 0), len(self.val_set), f"epoch {epochs_done}",
+                              stop=False)
+        run_loggers.on_row(self, row)  # TensorBoard and other trackers (vitkit.train.loggers)
         self._save_last()
-        if is_best:
-            weights = self.ema.module.state_dict() if weights_from == "ema" else self.parallel.model_state(self.model)
-            if self.dist.is_main:
-                save_atomic({**self._meta(), "model": weights, "weights_from": weights_from, "metrics": row},
-                            self.out / "checkpoint-best.pt")
         if self.dist.is_main:
-            keys = getattr(self.task, "curve_keys", None)
-            plot_curves(self.metrics, self.out / "curves.png", x="step" if self.eval_interval else "epoch",
-                        title=f"{self.model_record['model_name']} on {getattr(self.task, 'data_name', cfg.data)}",
-                        **({"metric_keys": tuple(keys)} if keys else {}))
+            self._plot()
+
+    def _plot(self) -> None:
+        keys = getattr(self.task, "curve_keys", None)
+        plot_curves(self.metrics, self.out / "curves.png", x="step" if self.eval_interval else "epoch",
+                    title=f"{self.model_record['model_name']} on {getattr(self.task, 'data_name', self.cfg.data)}",
+                    **({"metric_keys": tuple(keys)} if keys else {}))
+        self._plotted = len(self.metrics)
 
     # ---------------------------------------------------------------------------- state in and out
-    def _meta(self) -> dict[str, Any]:
-        meta = {**self.model_record, "task": getattr(self.task, "name", "classification"),
+    def _meta(self, **override: Any) -> dict[str, Any]:
+        meta = {**self.model_record, "task": self._task_name(),
                 "preprocess": self.preprocess, "classes": self.classes, "config": self.cfg.to_dict(),
                 "recipe": self.recipe, "epoch": self.epoch, "global_step": self.global_step,
                 "vitkit_version": __version__}
         extra = getattr(self.task, "checkpoint_meta", None)
         if callable(extra):
             meta.update(extra())  # e.g. segmentation: class names, palette, void values; its recipe as "config"
+        meta.update(override)
         return meta
 
-    def _save_last(self, rng: dict[str, Any] | None = None) -> None:
-        """checkpoint-last.pt: everything needed to continue exactly (every rank's RNG included)."""
-        rngs = rng_states(rng)
+    def _save(self, obj: dict[str, Any], path: Path) -> None:
+        with _disk_full_guard(path):
+            save_atomic(obj, path)
+
+    def _metrics_text(self) -> str:
+        return "".join(json.dumps(r) + "\n" for r in self.metrics)
+
+    def _save_last(self) -> None:
+        """checkpoint-last.pt: the last commit, everything needed to continue exactly: weights,
+        optimiser, schedule, every rank's generators at the commit, the position and ``phase``, the
+        committed loss sums, the metrics rows so far, and the data's fingerprint."""
+        rngs = rng_states(self._boundary_rng)
         model_state = self.parallel.model_state(self.model)
         optimizer_state = self.parallel.optimizer_state(self.model, self.optimizer)
         if not self.dist.is_main:
@@ -531,19 +667,21 @@ class Trainer:
         bad = [n for n, p in model_state.items() if p.is_floating_point() and not torch.isfinite(p).all()]
         if bad:  # never replace a good checkpoint by a broken one
             raise NonFiniteLossError(f"the weights became non-finite at step {self.global_step} ({bad[0]}, …); "
-                                     f"{self.out / 'checkpoint-last.pt'} was left as it was. Lower lr (now "
-                                     f"{self.lr:.3g}) or set clip_grad=1.")
+                                     f"{self.out / 'checkpoint-last.pt'} was left as it was. "
+                                     + self._divergence_advice())
         state = {**self._meta(), "model": model_state, "optimizer": optimizer_state,
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                 "step_in_epoch": self.step_in_epoch, "best_metric": self.best_metric,
-                 "epoch_stats": dict(self.epoch_stats), "rng": rngs, "world_size": self.dist.world_size,
-                 "parallel": self.parallel.name}
+                 "step_in_epoch": self.step_in_epoch, "phase": self.phase, "best_metric": self.best_metric,
+                 "best_step": self.best_step, "epoch_stats": dict(self.epoch_stats), "rng": rngs,
+                 "world_size": self.dist.world_size, "parallel": self.parallel.name,
+                 "metrics_jsonl": self._metrics_text(), "data": self.data_fingerprint}
         if self.ema is not None:
             state["model_ema"] = self.ema.state_dict()
-        save_atomic(state, self.out / "checkpoint-last.pt")
+        self._save(state, self.out / "checkpoint-last.pt")
 
     def _load_state(self, path: Path) -> None:
         ck = load_checkpoint(path)
+        check_same_data(ck.get("data"), self.data_fingerprint, path)  # before a head of another size fails to load
         self.parallel.load(self.model, self.optimizer, ck, path)
         self.scheduler.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
@@ -552,15 +690,86 @@ class Trainer:
                 raise ValueError(f"{path} has no EMA state but ema_decay={self.cfg.ema_decay}; resume with ema_decay=0")
             self.ema.load_state_dict(ck["model_ema"])
         self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
-        self.best_metric, self.epoch_stats = ck["best_metric"], dict(ck["epoch_stats"])
+        # checkpoints before "phase": written after an epoch's last step but before its report, or after it
+        self.phase = ck.get("phase") or ("report" if self.step_in_epoch >= self.steps_per_epoch else "train")
+        self.best_metric, self.epoch_stats = ck["best_metric"], {**_zero_stats(), **dict(ck["epoch_stats"])}
+        self.best_step = ck.get("best_step")
         restore_rng(ck["rng"], self.dist.rank, self.dist.world_size)
         self._boundary_rng = get_rng_state()
-        metrics_path = self.out / "metrics.jsonl"  # keep only the rows this checkpoint has seen
-        rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()] \
-            if metrics_path.exists() else []
-        self.metrics = [r for r in rows if r["step"] <= self.global_step]
+        self.recipe = self.recipe or ck.get("recipe", "")
+        self._apply_resume_changes(ck)
+        self.metrics = self._resumed_rows(ck)
         if self.dist.is_main:
-            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in self.metrics))
+            metrics_path = self.out / "metrics.jsonl"  # exactly the rows this checkpoint has seen
+            text = self._metrics_text()
+            if not metrics_path.is_file() or metrics_path.read_text() != text:
+                metrics_path.write_text(text)
+            self._check_best_pair(path)
+            if read_run_doc(self.out) is None:
+                log.warning("%s is missing or damaged; wrote it again from %s", self.out / "config.json", path)
+                self._write_config(self._num_classes, self._img_size)
+            elif self._resume_changes:
+                self._write_config(self._num_classes, self._img_size)
+
+    def _check_best_pair(self, last: Path) -> None:
+        """Say when checkpoint-best.pt is not the best that checkpoint-last.pt records (``best_step``):
+        missing, or written after it (the run stopped between the two writes: the resumed run writes
+        it again when it reaches that report). Only its metadata is read (memory-mapped)."""
+        path = self.out / "checkpoint-best.pt"
+        if not path.is_file():
+            if self.best_metric is not None:
+                log.warning("%s is missing (the run's best, %s %.4f at step %s); it is written again when a later "
+                            "report beats it", path, self.task.main_metric, self.best_metric, self.best_step)
+            return
+        try:
+            step = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step")
+        except Exception:  # noqa: BLE001  (a damaged best is reported where it is loaded)
+            return
+        if step is not None and step > self.global_step:
+            log.warning("%s holds step %d, after %s (step %d): the run stopped between the two writes; it is "
+                        "written again when the resumed run reaches that report", path, step, last.name,
+                        self.global_step)
+        elif step is not None and self.best_step is not None and step != self.best_step:
+            log.warning("%s holds step %d but %s records the best at step %d", path, step, last.name, self.best_step)
+
+    def _apply_resume_changes(self, ck: dict[str, Any]) -> None:
+        """lr and clip_grad may differ from the checkpoint's (the remedies for a diverged run): clip_grad
+        is read at every step; a new lr becomes the schedule's base from the resumed step on (the
+        schedule's shape, warm-up and min_lr unchanged). The change is logged and config.json keeps it."""
+        saved = ck.get("config") if isinstance(ck.get("config"), dict) else {}
+        self._resume_changes = {k: (saved[k], getattr(self.cfg, k)) for k in RESUME_CHANGEABLE
+                                if k in saved and hasattr(self.cfg, k) and saved[k] != getattr(self.cfg, k)}
+        if "lr" in self._resume_changes:
+            groups = self.optimizer.param_groups
+            self.scheduler.base_lrs = [self.lr * g.get("lr_scale", 1.0) for g in groups]
+            self.scheduler.lr_lambdas = [self.schedule] * len(groups)  # the schedule for the new lr, not the saved one
+            for g, base in zip(groups, self.scheduler.base_lrs):
+                g["initial_lr"] = base
+                g["lr"] = base * self.schedule(self.scheduler.last_epoch)
+            self.scheduler._last_lr = [g["lr"] for g in groups]
+        if self._resume_changes and self.dist.is_main:
+            log.info("resuming at step %d with %s", self.global_step,
+                     ", ".join(f"{k} {new:g} (was {old:g})" for k, (old, new) in self._resume_changes.items()))
+
+    def _resumed_rows(self, ck: dict[str, Any]) -> list[dict[str, Any]]:
+        """The metrics rows of the checkpoint's state: its own copy, or (older checkpoints) the rows
+        of metrics.jsonl up to it; a last line cut short by a crash is dropped with a warning."""
+        if isinstance(ck.get("metrics_jsonl"), str):
+            return [json.loads(line) for line in ck["metrics_jsonl"].splitlines() if line.strip()]
+        path, rows = self.out / "metrics.jsonl", []
+        lines = path.read_text().splitlines() if path.is_file() else []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                if i < len(lines):
+                    raise ValueError(f"{path} line {i} is not JSON ({line[:60]!r}); repair or delete that line, "
+                                     f"then --resume again") from None
+                log.warning("%s: dropped its last line, cut short by a crash (%r)", path, line[:60])
+        done = self.global_step
+        return [r for r in rows if r["step"] < done or (r["step"] == done and self.phase == "train")]
 
     def _write_config(self, num_classes: int, img_size: int) -> None:
         resolved = {"num_classes": num_classes, "img_size": img_size, "classes": self.classes, "lr": self.lr,
@@ -568,7 +777,14 @@ class Trainer:
                     "warmup_steps": self.warmup_steps, "epochs": self.num_epochs, "world_size": self.dist.world_size,
                     "micro_batch": self.micro, "device": str(self.device), "precision": _precision_name(self.amp_dtype),
                     "preprocess": self.preprocess, "train_images": len(self.train_loader.dataset),
-                    "val_images": len(self.val_loader.dataset), "torch": torch.__version__, "vitkit": __version__}
+                    "val_images": len(self.val_loader.dataset), "torch": torch.__version__, "vitkit": __version__,
+                    "task": self._task_name(), "recipe": self.recipe, "data": self.data_fingerprint}
+        prev = read_run_doc(self.out) if self._resumed else None  # a new run starts its own history
+        history = list(prev["resolved"].get("resume_changes", [])) if prev else []
+        if self._resume_changes:
+            history.append({"step": self.global_step, **{k: list(v) for k, v in self._resume_changes.items()}})
+        if history:
+            resolved["resume_changes"] = history
         own = getattr(self.task, "config_doc", None)
         doc = {**own(), "resolved": resolved} if callable(own) else {"recipe": self.recipe, **self.cfg.to_dict(),
                                                                      "resolved": resolved}
@@ -613,12 +829,57 @@ def _precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
 
 
+def _zero_stats() -> dict[str, Any]:
+    return {"loss_sum": 0.0, "samples": 0, "seconds": 0.0, "skipped": 0}
+
+
+@contextlib.contextmanager
+def _disk_full_guard(path: Path):
+    """A full disk while writing ``path``: one line naming ENOSPC and the folder (save_atomic has
+    removed its partial file and left the previous checkpoint as it was)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        raise TrainingError(f"no space left on the device (ENOSPC) while writing {path.name} in {path.parent}; "
+                            f"{kept}. Free space there (or move the run folder to a larger disk), then continue "
+                            f"with --resume.") from None
+
+
 def load_run_config(out_dir: str | Path) -> tuple[TrainConfig, str]:
-    """The config and recipe name saved in a run folder's config.json."""
-    path = Path(out_dir) / "config.json"
+    """The config and recipe name saved in a run folder's config.json; when config.json is missing,
+    empty or damaged, the copy in checkpoint-last.pt (with a warning naming both files)."""
+    path, ck = Path(out_dir) / "config.json", Path(out_dir) / "checkpoint-last.pt"
+    doc, problem = None, ""
     if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} does not exist; --resume needs the --out folder of an earlier run")
-    doc = json.loads(path.read_text())
+        problem = "does not exist"
+    else:
+        text = path.read_text(errors="replace")
+        try:
+            doc = json.loads(text) if text.strip() else None
+            problem = "is empty" if doc is None else ("" if isinstance(doc, dict) else "is damaged (not a JSON object)")
+        except ValueError as e:
+            problem = f"is damaged ({e})"
+        if problem:
+            doc = None
+    if doc is None:
+        if not ck.is_file():
+            raise FileNotFoundError(f"{str(path)!r} {problem} and there is no {ck.name} beside it; --resume needs "
+                                    f"the --out folder of an earlier run")
+        try:
+            state = load_checkpoint(ck)
+        except Exception as e:  # noqa: BLE001  (any unreadable file: say which and why)
+            raise ValueError(f"{path} {problem}, and {ck} could not be read to recover it ({type(e).__name__}: "
+                             f"{str(e)[:200]}); restore config.json from a copy, or start a new run with another "
+                             f"--out") from None
+        if not isinstance(state.get("config"), dict):
+            raise ValueError(f"{path} {problem}, and {ck} holds no config to recover it from; restore config.json "
+                             f"from a copy, or start a new run with another --out")
+        log.warning("%s %s; took the run's config from %s (config.json is written again as the run continues)",
+                    path, problem, ck)
+        doc = {"recipe": state.get("recipe", ""), **state["config"]}
     recipe = doc.pop("recipe", "")
     doc.pop("resolved", None)
     from .recipes import recipe_class
