@@ -294,18 +294,14 @@ class SimMIMHead(nn.Module):
         return self.shuffle(self.head(fmap.permute(0, 3, 1, 2)))
 
 
-def _kind(encoder: nn.Module) -> str:
-    from ..models.swin import SwinTransformer
-    from ..models.vit import VisionTransformer
-
-    if isinstance(encoder, VisionTransformer):
-        if encoder.stem is not None:
-            raise ValueError("masked pre-training needs a plain ViT (patches of pixels); the hybrid's patches "
-                             "are ResNet features")
-        return "vit"
-    if isinstance(encoder, SwinTransformer):
-        return "swin"
-    raise ValueError(f"pre-training supports vitkit ViT and Swin models, not {type(encoder).__name__}")
+def _pixel_patch(encoder: nn.Module) -> int:
+    """The side of the pixel patch behind each token (the model's own answer; a hybrid has none)."""
+    try:
+        proj = encoder.pixel_patch_projection()
+    except ValueError:
+        raise ValueError("masked pre-training needs a model whose tokens are patches of pixels (a plain ViT or a "
+                         "Swin); a hybrid's tokens are ResNet features") from None
+    return int(proj.kernel_size[0])
 
 
 class MaskedImageModel(nn.Module):
@@ -315,41 +311,44 @@ class MaskedImageModel(nn.Module):
 
     def __init__(self, encoder: nn.Module, cfg: PretrainConfig) -> None:
         super().__init__()
-        self.kind = _kind(encoder)
         self.method, self.ratio = cfg.method, cfg.ratio
-        if self.kind == "swin" and self.method != "simmim":
-            raise ValueError(f"method={self.method} needs a ViT; for Swin use method=simmim (the standard masked "
-                             "image modelling for hierarchical, windowed models: Xie et al. 2022)")
+        self.p = _pixel_patch(encoder)
+        # what the encoder offers (models/vit.py, models/swin.py): embed, position and encode any subset of
+        # tokens (ViT: MPP, MAE, SimMIM), or only the mask-token substitution after the patch embedding (Swin)
+        self.token_subsets = callable(getattr(encoder, "forward_tokens", None))
+        if not self.token_subsets and (self.method != "simmim" or not callable(
+                getattr(encoder, "forward_features_masked", None))):
+            raise ValueError(f"method={self.method} needs a model that can encode a subset of its tokens (ViT); for "
+                             f"{type(encoder).__name__} use method=simmim (the masked image modelling of hierarchical, "
+                             "windowed models: Xie et al. 2022)")
         self.encoder = encoder
         self.cfg = dataclasses.replace(cfg)
         mean, std = encoder.pretrained_cfg.mean, encoder.pretrained_cfg.std
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         C = encoder.init_kwargs.get("in_chans", 3)
-        if self.kind == "vit":
-            p, D, grid = encoder.patch_size, encoder.embed_dim, encoder.grid_size
-            self.p = p
-            if self.method == "mpp":
-                levels = 2 ** cfg.mpp_bits
-                out = {"color": levels**C, "color_4x4": min(4, p) ** 2 * levels**C, "pixels": p * p * C}[cfg.mpp_target]
-                self.pretrain = MPPHead(D, out)
-            elif self.method == "mae":
-                dd = cfg.decoder_dim or max(32, (D // 2) // 4 * 4)
-                heads = cfg.decoder_heads or max(1, dd // 32)
-                if dd % heads:
-                    raise ValueError(f"decoder_dim={dd} must be divisible by decoder_heads={heads}")
-                self.pretrain = MAEDecoder(D, dd, cfg.decoder_depth, heads, grid, encoder.num_prefix_tokens, p * p * C)
-            else:
-                self.pretrain = SimMIMHead(D, D, p, C)
-            self.unit = max(1, (cfg.mask_patch_size or p) // p)
+        p, D = self.p, encoder.num_features
+        self.unit = max(1, (cfg.mask_patch_size or p) // p)
+        if self.method == "mpp":
+            levels = 2 ** cfg.mpp_bits
+            out = {"color": levels**C, "color_4x4": min(4, p) ** 2 * levels**C, "pixels": p * p * C}[cfg.mpp_target]
+            self.pretrain = MPPHead(D, out)
+        elif self.method == "mae":
+            dd = cfg.decoder_dim or max(32, (D // 2) // 4 * 4)
+            heads = cfg.decoder_heads or max(1, dd // 32)
+            if dd % heads:
+                raise ValueError(f"decoder_dim={dd} must be divisible by decoder_heads={heads}")
+            H, W = encoder.pretrained_cfg.input_size[1:]
+            self.pretrain = MAEDecoder(D, dd, cfg.decoder_depth, heads, (H // p, W // p), encoder.num_prefix_tokens,
+                                       p * p * C)
+        elif self.token_subsets:
+            self.pretrain = SimMIMHead(D, D, p, C)
         else:
-            stride = encoder.patch_size * 2 ** (encoder.num_stages - 1)
-            self.p = encoder.patch_size
-            if any(n % stride for n in encoder.img_size):
-                raise ValueError(f"SimMIM on Swin needs an input size divisible by {stride} (the last stage's "
-                                 f"stride); got {encoder.img_size}")
-            self.pretrain = SimMIMHead(encoder.num_features, encoder.patch_embed.proj.out_channels, stride, C)
-            self.unit = max(1, (cfg.mask_patch_size or self.p) // self.p)
+            stride = int(encoder.feature_info[-1]["reduction"])  # pixels per token of the last stage
+            if any(n % stride for n in encoder.pretrained_cfg.input_size[1:]):
+                raise ValueError(f"SimMIM on {type(encoder).__name__} needs an input size divisible by {stride} (the "
+                                 f"last stage's stride); got {tuple(encoder.pretrained_cfg.input_size[1:])}")
+            self.pretrain = SimMIMHead(D, encoder.pixel_patch_projection().out_channels, stride, C)
 
     # ---- what the model says about itself (the Trainer and checkpoints read these)
     @property
@@ -431,7 +430,7 @@ class MaskedImageModel(nn.Module):
     def _simmim(self, x: torch.Tensor, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         enc = self.encoder
         B = x.shape[0]
-        if self.kind == "vit":
+        if self.token_subsets:
             grid = enc.patch_tokens(x)
             mask = block_mask(B, grid.shape[1:3], self.unit, self.ratio, x.device, generator)
             w = mask[..., None].to(grid.dtype)
@@ -439,7 +438,7 @@ class MaskedImageModel(nn.Module):
             out = enc.forward_tokens(enc.add_positions(grid))[:, enc.num_prefix_tokens:]
             fmap = out.reshape(B, grid.shape[1], grid.shape[2], -1)
         else:
-            g = (-(-x.shape[2] // enc.patch_size), -(-x.shape[3] // enc.patch_size))
+            g = (-(-x.shape[2] // self.p), -(-x.shape[3] // self.p))
             mask = block_mask(B, g, self.unit, self.ratio, x.device, generator)
             fmap = enc.forward_features_masked(x, mask, self.pretrain.mask_token)
         rec = self.pretrain(fmap).float()[:, :, :x.shape[2], :x.shape[3]]
