@@ -282,3 +282,35 @@ def test_cli_pretrain_runs_and_resumes(tmp_path: Path) -> None:
     assert main(["pretrain", "--out", str(out), "--resume", "mask_ratio=0.5"]) == 2  # would change what it computes
     assert main(["pretrain", "--out", str(out), "--resume", "max_steps=3", "num_workers=0"]) == 2
     assert main(["pretrain", "--out", str(out), "--resume", "num_workers=0"]) == 0  # already done: nothing to do
+
+
+def _gloo() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_gloo_available()
+
+
+@pytest.mark.slow  # four processes start (about a minute of CPU on one core)
+@pytest.mark.skipif(not _gloo(), reason="torch.distributed with gloo is not available")
+@pytest.mark.parametrize("method, parallel", [("mae", "fsdp"), ("mpp", "ddp")])
+def test_pretraining_runs_under_torchrun(tmp_path: Path, method: str, parallel: str) -> None:
+    """``torchrun --nproc_per_node=2 -m vitkit.cli pretrain`` (gloo, CPU): DDP and FSDP (encoder and
+    decoder blocks sharded) train the wrapper and write one whole checkpoint that loads as an encoder."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "imgs"
+    rng = np.random.default_rng(2)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (folder / split / c).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / split / c / f"{i}.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "vitkit.cli", "pretrain", "--method", method, "--data", str(folder), "--out",
+                          str(tmp_path / "run"), "max_steps=2", "batch_size=4", "num_workers=0", "progress=false",
+                          "threads=1", f"parallel={parallel}"], env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint-last.pt")
+    assert (ck["world_size"], ck["parallel"], ck["global_step"]) == (2, parallel, 2)
+    assert load_weights(create_model("vit_micro_patch4_32"), tmp_path / "run" / "checkpoint-last.pt").ok
