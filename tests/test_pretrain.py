@@ -25,7 +25,7 @@ from vitkit import create_model, load_weights
 from vitkit.cli import main
 from vitkit.data import SubsetView, eval_transform, train_transform
 from vitkit.data.mnist import EmbeddedMNIST
-from vitkit.evaluate.classification import model_from_checkpoint
+from vitkit.evaluate.classification import evaluate_checkpoint, model_from_checkpoint
 from vitkit.train import apply_overrides, get_recipe
 from vitkit.train.checkpoint import load_checkpoint
 from vitkit.train.loop import Trainer, build_model
@@ -148,8 +148,8 @@ def test_mae_masking_restores_order_and_loss_is_on_masked_patches() -> None:
     m = MaskedImageModel(tiny_vit(), PretrainConfig(method="mae"))
     x = torch.randn(2, 3, 32, 32)
     a = m(x, generator=torch.Generator().manual_seed(4))["loss"]
-    # the normalised-pixel target of a visible patch does not count: changing visible pixels by a
-    # per-patch constant shift changes the encoder input, so compare with the loss recomputed by hand
+    # the loss recomputed by hand: squared error to per-patch normalised pixels, averaged over the
+    # masked patches only (the mean over all patches differs)
     latent, restore, mask = m.encode_visible(x, torch.Generator().manual_seed(4))
     pred = m.pretrain(latent, restore)
     t = patchify(x, 4)
@@ -262,6 +262,8 @@ def test_pretrained_encoder_loads_into_train_and_fewshot(tmp_path: Path) -> None
                  "--no-logreg", "--no-probe", "--device", "cpu", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert doc["model"] == "vit_micro_patch4_32" and doc["num_test"] == 6 and "1" in doc["results"][0]["shots"]
+    with pytest.raises(ValueError, match="no classifier.*vitkit fewshot"):
+        evaluate_checkpoint(ckpt_path, str(folder), split="test", num_workers=0)
 
 
 def test_cli_pretrain_runs_and_resumes(tmp_path: Path) -> None:

@@ -142,6 +142,10 @@ def evaluate_checkpoint(
     from ..train.distributed import pick_device
 
     model, ckpt = model_from_checkpoint(checkpoint, ema=ema)
+    if ckpt.get("task") == "pretrain":
+        raise ValueError(f"{str(checkpoint)!r} is a self-supervised pre-training checkpoint: its encoder has no "
+                         "classifier to evaluate. Fine-tune it (vitkit train … weights=CHECKPOINT) or score its "
+                         "features (vitkit fewshot --weights CHECKPOINT --data …)")
     dev = pick_device(device)
     model.to(dev)
     cfg = ckpt.get("config", {})
