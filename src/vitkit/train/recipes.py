@@ -354,7 +354,8 @@ class MaeImagenet(PretrainConfig):
     base LR 1.5e-4 per 256 images (2.4e-3 at batch 4096), 40 warm-up epochs then cosine, 800 epochs
     (1600 in the paper's best row), RandomResizedCrop (0.2-1) + flip only, no dropout or drop path.
     Fine-tune afterwards with ``vitkit train --recipe deit_imagenet weights=RUN/checkpoint-last.pt
-    layer_decay=0.65 drop_path=0.1`` (MAE App. A.2: 100 epochs).
+    epochs=100 batch_size=1024 lr=5e-4 lr_base_batch=256 layer_decay=0.65 drop_path=0.1`` (MAE App.
+    A.2 and its official fine-tuning command; DeiT's RandAugment, Mixup/CutMix, smoothing, erasing).
 
     Command:  ``torchrun --nproc_per_node=8 -m vitkit.cli pretrain --recipe mae_imagenet --data /imagenet``
     Time:     not measured by vitkit (the paper: 800 epochs of ViT-L take ~42 h on 128 TPU-v3 cores;
