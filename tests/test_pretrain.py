@@ -40,8 +40,9 @@ def tiny_vit(seed: int = 0, **kw) -> torch.nn.Module:
     return create_model("vit_micro_patch4_32", num_classes=0, depth=1, embed_dim=16, num_heads=2, mlp_dim=32, **kw)
 
 
-def tiny_swin() -> torch.nn.Module:
-    return create_model("swin_micro_patch2_window4_32", num_classes=0, embed_dim=8, depths=(1, 1, 1, 1),
+def tiny_swin(seed: int = 0, num_classes: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model("swin_micro_patch2_window4_32", num_classes=num_classes, embed_dim=8, depths=(1, 1, 1, 1),
                         num_heads=(1, 1, 1, 1))
 
 
@@ -191,22 +192,23 @@ def test_methods_refuse_what_they_cannot_do() -> None:
 
 
 # ---------------------------------------------------------------------------- the Trainer
-@pytest.mark.parametrize("method", ["mae", "mpp", "simmim"])
-def test_resumed_pretraining_is_bit_identical(tmp_path: Path, method: str) -> None:
+@pytest.mark.parametrize("method, encoder", [("mae", tiny_vit), ("mpp", tiny_vit), ("simmim", tiny_swin)])
+def test_resumed_pretraining_is_bit_identical(tmp_path: Path, method: str, encoder) -> None:
     """Ctrl-C at step 3 of 6 (in-process), resume: the final weights, optimiser moments and metrics
-    equal the uninterrupted run's exactly (masks come from the restored RNG)."""
+    equal the uninterrupted run's exactly (masks come from the restored RNG). The checkpoint then
+    loads into a classifier of the same architecture (head zero-initialised)."""
     c = cfg(method=method, max_steps=6, epochs=2, batch_size=8, eval_every=1)
     train_set, val_set = digits(32, 8)  # 4 steps an epoch: the cut falls inside epoch 1
-    whole = pretrain(c, tmp_path / "whole", model=tiny_vit(), train_set=train_set, val_set=val_set)
+    whole = pretrain(c, tmp_path / "whole", model=encoder(), train_set=train_set, val_set=val_set)
 
     def interrupt(trainer: Trainer) -> None:
         if trainer.global_step == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        pretrain(c, tmp_path / "cut", model=tiny_vit(), train_set=train_set, val_set=val_set, callbacks=[interrupt])
+        pretrain(c, tmp_path / "cut", model=encoder(), train_set=train_set, val_set=val_set, callbacks=[interrupt])
     assert load_checkpoint(tmp_path / "cut" / "checkpoint-last.pt")["global_step"] == 3
-    resumed = pretrain(c, tmp_path / "cut", resume=True, model=tiny_vit(), train_set=train_set, val_set=val_set)
+    resumed = pretrain(c, tmp_path / "cut", resume=True, model=encoder(), train_set=train_set, val_set=val_set)
     a = load_checkpoint(tmp_path / "whole" / "checkpoint-last.pt")
     b = load_checkpoint(tmp_path / "cut" / "checkpoint-last.pt")
     assert a["model"].keys() == b["model"].keys() and any(k.startswith("pretrain.") for k in a["model"])
@@ -217,6 +219,10 @@ def test_resumed_pretraining_is_bit_identical(tmp_path: Path, method: str) -> No
     drop = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     assert drop(resumed.metrics) == drop(whole.metrics) and whole.global_step == 6 and len(whole.metrics) == 2
     assert whole.metrics[-1]["train_loss"] < whole.metrics[0]["train_loss"] or method == "simmim"
+    classifier = encoder()
+    classifier.reset_classifier(3)
+    report = load_weights(classifier, tmp_path / "whole" / "checkpoint-last.pt")
+    assert report.ok and report.head_replaced and any(d.startswith("pretrain.mask_token") for d in report.dropped)
 
 
 def test_pretrained_encoder_loads_into_train_and_fewshot(tmp_path: Path) -> None:
