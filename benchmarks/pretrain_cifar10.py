@@ -182,7 +182,8 @@ def mean_std(v: list[float]) -> tuple[float, float]:
     return m, s
 
 
-def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list[int], shots: list[int]) -> None:
+def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list[int], shots: list[int],
+                   pretrain_seeds: list[int]) -> None:
     meta = res["meta"]
     lines = ["# Self-supervised pre-training on CIFAR-10 (ViT-micro/4, CPU)", "",
              f"Measured {meta['date']} on {meta['machine']}, torch {meta['torch']}, one thread, `nice -n 10`, "
@@ -193,14 +194,15 @@ def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list
              "test images.", ""]
     lines += ["## Pre-training", "", "| method | steps × batch | images seen | final val loss | wall | CPU | load |",
               "|---|---|---|---|---|---|---|"]
-    for m in ("mae", "mpp"):
-        r = res.get(f"pretrain_{m}")
+    pre_keys = [(m, ps, f"pretrain_{m}" + (f"_s{ps}" if ps else "")) for ps in pretrain_seeds for m in ("mae", "mpp")]
+    for m, ps, key in pre_keys:
+        r = res.get(key)
         if r:
             extra = f" (colour acc {100 * r['final']['val_mpp_acc']:.1f}%)" if "val_mpp_acc" in r["final"] else ""
-            lines.append(f"| {m.upper()} | {r['steps']} × 128 | {r['images_seen']:,} | {r['final']['val_loss']:.4f}"
-                         f"{extra} | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | "
+            lines.append(f"| {m.upper()} (seed {ps}) | {r['steps']} × 128 | {r['images_seen']:,} | "
+                         f"{r['final']['val_loss']:.4f}{extra} | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | "
                          f"{r['load_before'][0]:.1f}–{r['load_after'][0]:.1f} |")
-    lines += ["", "Commands:", ""] + [f"    {res[k]['command']}" for k in ("pretrain_mae", "pretrain_mpp") if k in res]
+    lines += ["", "Commands:", ""] + [f"    {res[k]['command']}" for _, _, k in pre_keys if k in res]
     for feat, title in (("token", "[class]-token features (what `vitkit fewshot` uses)"),
                         ("gap", "mean patch-token features")):
         lines += ["", f"## Few-shot linear evaluation, {title}", "",
@@ -209,11 +211,20 @@ def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list
                   "| encoder | " + " | ".join(f"{k}-shot" for k in shots) + " |",
                   "|---|" + "---|" * len(shots)]
         for arm in arms:
-            r = res.get(f"fewshot_{arm}")
-            if r:
-                cells = [f"{100 * r[feat]['shots'][str(k)]['mean']:.1f} ± {100 * r[feat]['shots'][str(k)]['std']:.1f}"
-                         for k in shots]
-                lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+            keys = [f"fewshot_{arm}"] + ([f"fewshot_{arm}_s{ps}" for ps in pretrain_seeds[1:]] if arm != "scratch" else [])
+            found = [(k, res[k]) for k in keys if k in res]
+            for k, r in found:
+                cells = [f"{100 * r[feat]['shots'][str(n)]['mean']:.1f} ± {100 * r[feat]['shots'][str(n)]['std']:.1f}"
+                         for n in shots]
+                seed = k.rsplit("_s", 1)[1] if "_s" in k.split("_", 1)[1] else "0"
+                label = arm if arm == "scratch" else f"{arm} (pre-training seed {seed})"
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            if len(found) > 1:
+                cells = []
+                for n in shots:
+                    m, sd = mean_std([r[feat]["shots"][str(n)]["mean"] for _, r in found])
+                    cells.append(f"**{100 * m:.1f} ± {100 * sd:.1f}**")
+                lines.append(f"| {arm}: mean ± std over {len(found)} pre-training seeds | " + " | ".join(cells) + " |")
     ft_steps = next((res[k]["steps"] for k in res if k.startswith("finetune_")), 0)
     lines += ["", "## Short fine-tune", "",
               f"Recipe `cifar10_vit_cpu` (AdamW lr 2e-3, label smoothing 0.1, pad-crop + flip) cut to "
@@ -234,8 +245,8 @@ def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list
     total_cpu = sum(v.get("cpu_s", 0) for k, v in res.items() if k != "meta")
     total_wall = sum(v.get("wall_s", 0) for k, v in res.items() if k != "meta")
     lines += ["", f"All stages: {total_cpu / 60:.1f} min of CPU, {total_wall / 60:.1f} min of wall time "
-              "(the pre-training runs are single-seed; the few-shot spread is over k-shot draws, the "
-              "fine-tune spread over fine-tuning seeds).", ""]
+              "(few-shot rows: mean ± std over 5 k-shot draws, the bold rows over pre-training seeds of "
+              "those means; fine-tunes start from pre-training seed 0, their spread is over fine-tuning seeds).", ""]
     path.write_text("\n".join(lines))
 
 
@@ -247,7 +258,9 @@ def main() -> int:
     ap.add_argument("--mae-steps", type=int, default=1170)   # 3 epochs of 390 steps × 128
     ap.add_argument("--mpp-steps", type=int, default=585)    # 1.5 epochs (MPP runs the encoder on every token)
     ap.add_argument("--ft-steps", type=int, default=156)     # 20,000 images
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="fine-tuning seeds")
+    ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0],
+                    help="pre-training seeds (few-shot for each; fine-tunes start from the first)")
     ap.add_argument("--quick", action="store_true", help="a tiny smoke run into /tmp (numbers meaningless)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -277,18 +290,25 @@ def main() -> int:
         data["test"] = Images(xte, yte, classes, False, index=list(range(0, 10000, 20)))
     shots = [1, 5, 10, 25]
 
-    for m, steps in (("mae", args.mae_steps), ("mpp", args.mpp_steps)):
-        timed(res, f"pretrain_{m}", lambda: pretrain_stage(m, runs / f"pretrain-{m}", data, steps, 0), save)
+    for ps in args.pretrain_seeds:
+        sfx = f"_s{ps}" if ps else ""  # seed 0 keeps the plain names
+        for m, steps in (("mae", args.mae_steps), ("mpp", args.mpp_steps)):
+            timed(res, f"pretrain_{m}{sfx}",
+                  lambda: pretrain_stage(m, runs / f"pretrain-{m}{sfx.replace('_', '-')}", data, steps, ps), save)
     weights = {"scratch": None, "mae": runs / "pretrain-mae" / "checkpoint-last.pt",
                "mpp": runs / "pretrain-mpp" / "checkpoint-last.pt"}
     arms = list(weights)
     for arm, w in weights.items():
         timed(res, f"fewshot_{arm}", lambda: fewshot_stage(w, data, shots, 5), save)
+    for ps in args.pretrain_seeds[1:]:
+        for arm in ("mae", "mpp"):
+            w = runs / f"pretrain-{arm}-s{ps}" / "checkpoint-last.pt"
+            timed(res, f"fewshot_{arm}_s{ps}", lambda: fewshot_stage(w, data, shots, 5), save)
     for seed in args.seeds:
         for arm, w in weights.items():
             timed(res, f"finetune_{arm}_s{seed}",
                   lambda: finetune_stage(w, runs / f"finetune-{arm}-s{seed}", data, args.ft_steps, seed), save)
-    write_markdown(res, out.with_suffix(".md"), arms, args.seeds, shots)
+    write_markdown(res, out.with_suffix(".md"), arms, args.seeds, shots, args.pretrain_seeds)
     print(out.with_suffix(".md").read_text())
     return 0
 
