@@ -53,6 +53,17 @@ def digits(n_train: int = 64, n_val: int = 16) -> tuple[SubsetView, SubsetView]:
             SubsetView(va, range(n_val), eval_transform(32, mean=MEAN, std=STD)))
 
 
+def image_folder(root: Path, per_class: int, seed: int) -> Path:
+    """train/ and test/ with two classes of ``per_class`` random 32×32 PNGs each."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    return root
+
+
 def cfg(**kw) -> PretrainConfig:
     base = dict(max_steps=4, batch_size=8, lr=1e-3, warmup_steps=1, num_workers=0, progress=False, threads=1,
                 eval_every=1)
@@ -256,13 +267,7 @@ def test_pretrained_encoder_loads_into_train_and_fewshot(tmp_path: Path) -> None
         ref.load_state_dict(enc_state)
         assert torch.allclose(encoder.forward_features(x), ref.eval().forward_features(x), atol=1e-5)
 
-    folder = tmp_path / "imgs"
-    rng = np.random.default_rng(0)
-    for split in ("train", "test"):
-        for c in ("a", "b"):
-            (folder / split / c).mkdir(parents=True)
-            for i in range(3):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / split / c / f"{i}.png")
+    folder = image_folder(tmp_path / "imgs", 3, 0)
     out = tmp_path / "fewshot.json"
     assert main(["fewshot", "--weights", str(ckpt_path), "--data", str(folder), "--shots", "1", "--seeds", "2",
                  "--no-logreg", "--no-probe", "--device", "cpu", "--json", str(out)]) == 0
@@ -273,13 +278,7 @@ def test_pretrained_encoder_loads_into_train_and_fewshot(tmp_path: Path) -> None
 
 
 def test_cli_pretrain_runs_and_resumes(tmp_path: Path) -> None:
-    folder = tmp_path / "imgs"
-    rng = np.random.default_rng(1)
-    for split in ("train", "test"):
-        for c in ("a", "b"):
-            (folder / split / c).mkdir(parents=True)
-            for i in range(4):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / split / c / f"{i}.png")
+    folder = image_folder(tmp_path / "imgs", 4, 1)
     out = tmp_path / "run"
     args = ["pretrain", "--method", "mae", "--data", str(folder), "--out", str(out), "max_steps=2", "batch_size=4",
             "num_workers=0", "progress=false", "model=vit_micro_patch4_32"]
@@ -306,13 +305,7 @@ def test_pretraining_runs_under_torchrun(tmp_path: Path, method: str, parallel: 
     import subprocess
     import sys
 
-    folder = tmp_path / "imgs"
-    rng = np.random.default_rng(2)
-    for split in ("train", "test"):
-        for c in ("a", "b"):
-            (folder / split / c).mkdir(parents=True)
-            for i in range(4):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / split / c / f"{i}.png")
+    folder = image_folder(tmp_path / "imgs", 4, 2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "vitkit.cli", "pretrain", "--method", method, "--data", str(folder), "--out",
