@@ -276,6 +276,9 @@ def main() -> int:
                             "machine": f"{os.cpu_count()}-core {platform.machine()} VM", "torch": torch.__version__,
                             "command": "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/pretrain_cifar10.py "
                                        + " ".join(sys.argv[1:])})
+    command = "OMP_NUM_THREADS=1 nice -n 10 python benchmarks/pretrain_cifar10.py " + " ".join(sys.argv[1:])
+    if command not in res["meta"]["command"].split("`, then `"):  # a restart that adds stages
+        res["meta"]["command"] += f"`, then `{command}"
 
     def save() -> None:
         json_path.write_text(json.dumps(res, indent=1))
