@@ -193,6 +193,19 @@ def test_swin_mask_token_replaces_patch_tokens() -> None:
     assert out["masked"].item() == pytest.approx(round(0.6 * 16) / 16) and torch.isfinite(out["loss"])
 
 
+@pytest.mark.parametrize("method, encoder", [("mae", tiny_vit), ("mpp", tiny_vit), ("simmim", tiny_vit),
+                                             ("simmim", tiny_swin)])
+def test_every_parameter_gets_a_gradient_under_bf16_autocast(method: str, encoder) -> None:
+    """DDP (find_unused_parameters off) needs a gradient for every parameter each step; the mask
+    tokens mix with bf16 activations under autocast (precision=bf16) and the loss stays float32."""
+    m = MaskedImageModel(encoder(), PretrainConfig(method=method, mask_patch_size=8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = m(torch.randn(4, 3, 32, 32))["loss"]
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert [n for n, p in m.named_parameters() if p.grad is None] == []
+
+
 def test_methods_refuse_what_they_cannot_do() -> None:
     with pytest.raises(ValueError, match="simmim"):
         MaskedImageModel(tiny_swin(), PretrainConfig(method="mae"))
