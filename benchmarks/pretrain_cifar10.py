@@ -200,7 +200,8 @@ def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list
         if r:
             extra = f" (colour acc {100 * r['final']['val_mpp_acc']:.1f}%)" if "val_mpp_acc" in r["final"] else ""
             lines.append(f"| {m.upper()} (seed {ps}) | {r['steps']} × 128 | {r['images_seen']:,} | "
-                         f"{r['final']['val_loss']:.4f}{extra} | {r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | "
+                         f"{r['final']['val_loss']:.4f}{extra} | {r['wall_s'] / 60:.1f} min | "
+                         f"{r['cpu_s'] / 60:.1f} min | "
                          f"{r['load_before'][0]:.1f}–{r['load_after'][0]:.1f} |")
     lines += ["", "Commands:", ""] + [f"    {res[k]['command']}" for _, _, k in pre_keys if k in res]
     for feat, title in (("token", "[class]-token features (what `vitkit fewshot` uses)"),
@@ -211,7 +212,8 @@ def write_markdown(res: dict[str, Any], path: Path, arms: list[str], seeds: list
                   "| encoder | " + " | ".join(f"{k}-shot" for k in shots) + " |",
                   "|---|" + "---|" * len(shots)]
         for arm in arms:
-            keys = [f"fewshot_{arm}"] + ([f"fewshot_{arm}_s{ps}" for ps in pretrain_seeds[1:]] if arm != "scratch" else [])
+            more = [f"fewshot_{arm}_s{ps}" for ps in pretrain_seeds[1:]] if arm != "scratch" else []
+            keys = [f"fewshot_{arm}"] + more
             found = [(k, res[k]) for k in keys if k in res]
             for k, r in found:
                 cells = [f"{100 * r[feat]['shots'][str(n)]['mean']:.1f} ± {100 * r[feat]['shots'][str(n)]['std']:.1f}"

@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -589,8 +588,3 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, *, resume: bool = False, 
         raise FileNotFoundError(f"nothing to resume: {Path(out_dir) / 'checkpoint-last.pt'} does not exist")
     return Trainer(cfg, out_dir, resume=resume, recipe=recipe, task=PretrainTask(cfg), **kwargs).fit()
 
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    m = sum(values) / len(values)
-    return m, (math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0)
