@@ -28,6 +28,7 @@ from vitkit.data.mnist import EmbeddedMNIST
 from vitkit.evaluate.classification import evaluate_checkpoint, model_from_checkpoint
 from vitkit.train import apply_overrides, get_recipe
 from vitkit.train.checkpoint import load_checkpoint
+from vitkit.train.recipes import PRETRAIN_RECIPES, describe_pretrain_recipe, get_pretrain_recipe
 from vitkit.train.loop import Trainer, build_model
 from vitkit.train.pretrain import (MaskedImageModel, PretrainConfig, block_mask, color_bins, mpp_corruption,
                                    mpp_targets, patchify, pretrain, random_masking)
@@ -330,3 +331,12 @@ def test_pretraining_runs_under_torchrun(tmp_path: Path, method: str, parallel: 
     ck = load_checkpoint(tmp_path / "run" / "checkpoint-last.pt")
     assert (ck["world_size"], ck["parallel"], ck["global_step"]) == (2, parallel, 2)
     assert load_weights(create_model("vit_micro_patch4_32"), tmp_path / "run" / "checkpoint-last.pt").ok
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAIN_RECIPES))
+def test_every_pretraining_recipe_is_valid_and_says_how_to_run_it(name: str) -> None:
+    c = get_pretrain_recipe(name).validate()
+    doc = describe_pretrain_recipe(name)
+    assert all(word in doc for word in ("Command:", "Time:", "Accuracy:")) and f"pretrain --recipe {name}" in doc
+    assert c.model in __import__("vitkit").list_models()
+    assert type(c).from_dict(json.loads(json.dumps(c.to_dict()))) == c

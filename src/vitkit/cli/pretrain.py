@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="global batch per optimiser step")
     p.add_argument("--out", help="run folder (default runs/pretrain-<method>-<date-time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint-last.pt")
-    p.add_argument("--list-recipes", action="store_true", help="list the pre-training recipes (command, time, result)")
+    p.add_argument("--list-recipes", action="store_true", help="list the pre-training recipes (command, time, accuracy)")
     p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="field=value", help="config overrides, e.g. mask_ratio=0.75 lr=1e-3")
     p.set_defaults(func=run_pretrain)

@@ -293,7 +293,7 @@ class MaeCifar10(PretrainConfig):
     Time:     3.9 min of CPU on one thread (16.7 min of wall time on a 2-core machine shared with other
               jobs, load 4-9), measured 2026-12-01 with the images decoded in memory
               (benchmarks/pretrain_cifar10.py); decoding the JPEGs each epoch adds CPU time.
-    Result:   measured on the 10,000 test images (benchmarks/results/pretrain_cifar10.md): 25-shot
+    Accuracy: measured on the 10,000 test images (benchmarks/results/pretrain_cifar10.md): 25-shot
               linear accuracy 28.3% against 24.3% for the random initialisation; fine-tuned for 156 steps
               of 128 (cifar10_vit_cpu) 41.0 ± 0.1% top-1 against 33.0 ± 0.8% from scratch (2 seeds).
     """
@@ -326,7 +326,7 @@ class MppCifar10(MaeCifar10):
               ``pixels`` for the appendix's other two targets)
     Time:     3.5 min of CPU on one thread (11.6 min of wall time, shared machine, load 7-9), measured
               2026-12-01 with the images decoded in memory (benchmarks/pretrain_cifar10.py).
-    Result:   20.7% colour accuracy on masked test patches; 25-shot linear accuracy 22.5% (random
+    Accuracy: 20.7% colour accuracy on masked test patches; 25-shot linear accuracy 22.5% (random
               initialisation: 24.3%); fine-tuned as mae_cifar10's, 34.0 ± 0.3% against 33.0 ± 0.8% from
               scratch (benchmarks/results/pretrain_cifar10.md).
     """
@@ -345,7 +345,7 @@ class SimmimSwinCifar10(MaeCifar10):
 
     Command:  ``vitkit pretrain --recipe simmim_swin_cifar10 --data PATH``
     Time:     not measured by vitkit.
-    Result:   not measured by vitkit (the loss falls in the tests' short runs; no accuracy claimed).
+    Accuracy: not measured by vitkit (the loss falls in the tests' short runs; no accuracy claimed).
     """
 
     method: str = "simmim"
@@ -366,7 +366,7 @@ class MaeImagenet(PretrainConfig):
 
     Command:  ``torchrun --nproc_per_node=8 -m vitkit.cli pretrain --recipe mae_imagenet --data /imagenet``
     Time:     not measured by vitkit (days on 8 GPUs: the encoder sees 49 of 196 tokens, the decoder all).
-    Result:   not reproduced by vitkit; the paper reports 83.6% top-1 for ViT-B/16 after fine-tuning
+    Accuracy: not reproduced by vitkit; the paper reports 83.6% top-1 for ViT-B/16 after fine-tuning
               (Table 3, 1600 epochs), against 82.3% supervised from scratch (its improved recipe).
     """
 
@@ -401,7 +401,7 @@ class MppImagenet(MaeImagenet):
 
     Command:  ``torchrun --nproc_per_node=8 -m vitkit.cli pretrain --recipe mpp_imagenet --data /imagenet``
     Time:     not measured by vitkit.
-    Result:   not reproduced by vitkit; the paper reports 79.9% on ImageNet for ViT-B/16 after
+    Accuracy: not reproduced by vitkit; the paper reports 79.9% on ImageNet for ViT-B/16 after
               fine-tuning, 2% above training from scratch and 4% below supervised JFT pre-training (§4.6).
     """
 
@@ -438,7 +438,7 @@ def get_pretrain_recipe(name: str = DEFAULT_PRETRAIN_RECIPE) -> PretrainConfig:
 
 
 def describe_pretrain_recipe(name: str) -> str:
-    """The pre-training recipe's docstring (command, time, result) for ``vitkit pretrain --list-recipes``."""
+    """The pre-training recipe's docstring (command, time, accuracy) for ``vitkit pretrain --list-recipes``."""
     import inspect
 
     get_pretrain_recipe(name)
