@@ -290,12 +290,13 @@ class MaeCifar10(PretrainConfig):
 
     Command:  ``vitkit pretrain --recipe mae_cifar10 --data PATH``, then
               ``vitkit train --recipe cifar10_vit_cpu --data PATH weights=RUN/checkpoint-last.pt``
-    Time:     3.9 min of CPU on one thread (16.7 min of wall time on a 2-core machine shared with other
-              jobs, load 4-9), measured 2026-12-01 with the images decoded in memory
+    Time:     3.9-4.2 min of CPU on one thread (13-17 min of wall time on a 2-core machine shared with
+              other jobs, load 4-9), measured 2026-12-01 with the images decoded in memory
               (benchmarks/pretrain_cifar10.py); decoding the JPEGs each epoch adds CPU time.
     Accuracy: measured on the 10,000 test images (benchmarks/results/pretrain_cifar10.md): 25-shot
-              linear accuracy 28.3% against 24.3% for the random initialisation; fine-tuned for 156 steps
-              of 128 (cifar10_vit_cpu) 41.0 ± 0.1% top-1 against 33.0 ± 0.8% from scratch (2 seeds).
+              linear accuracy 28.0 ± 0.4% (2 pre-training seeds) against 24.3% for the random
+              initialisation; fine-tuned for 156 steps of 128 (cifar10_vit_cpu) 41.0 ± 0.1% top-1 against
+              33.0 ± 0.8% from scratch (2 fine-tuning seeds).
     """
 
     method: str = "mae"
@@ -324,11 +325,11 @@ class MppCifar10(MaeCifar10):
 
     Command:  ``vitkit pretrain --recipe mpp_cifar10 --data PATH`` (``mpp_target=color_4x4`` or
               ``pixels`` for the appendix's other two targets)
-    Time:     3.5 min of CPU on one thread (11.6 min of wall time, shared machine, load 7-9), measured
+    Time:     3.5-4.6 min of CPU on one thread (9-12 min of wall time, shared machine, load 5-9), measured
               2026-12-01 with the images decoded in memory (benchmarks/pretrain_cifar10.py).
-    Accuracy: 20.7% colour accuracy on masked test patches; 25-shot linear accuracy 22.5% (random
-              initialisation: 24.3%); fine-tuned as mae_cifar10's, 34.0 ± 0.3% against 33.0 ± 0.8% from
-              scratch (benchmarks/results/pretrain_cifar10.md).
+    Accuracy: 20.7-21.0% colour accuracy on masked test patches; 25-shot linear accuracy 22.7 ± 0.2%
+              (2 pre-training seeds; random initialisation: 24.3%); fine-tuned as mae_cifar10's,
+              34.0 ± 0.3% against 33.0 ± 0.8% from scratch (benchmarks/results/pretrain_cifar10.md).
     """
 
     method: str = "mpp"
