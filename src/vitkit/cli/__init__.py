@@ -23,6 +23,7 @@ COMMANDS = (
     "models",       # models                 (vitkit.cli.models)
     "hub",          # hub-export             (vitkit.cli.hub)
     "completion",   # completion             (vitkit.cli.completion)
+    "pretrain",     # pretrain               (vitkit.cli.pretrain)
 )
 
 

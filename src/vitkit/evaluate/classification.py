@@ -104,7 +104,7 @@ def model_from_checkpoint(path: str | Path, ema: bool = False) -> tuple[nn.Modul
     if "model" not in ckpt or "model_name" not in ckpt:
         raise ValueError(f"{str(path)!r} is not a vitkit training checkpoint (no 'model'/'model_name' entries); "
                          "for weights in other formats use vitkit.load_weights")
-    if ckpt.get("task", "classification") != "classification":
+    if ckpt.get("task", "classification") not in ("classification", "pretrain"):  # pretrain: its encoder
         raise ValueError(f"{str(path)!r} is a {ckpt['task']} checkpoint; use `vitkit segment|detect eval` "
                          "(vitkit.dense.train_seg / train_det .load_checkpoint)")
     if not ckpt.get("model_kwargs_complete"):
@@ -148,6 +148,10 @@ def evaluate_checkpoint(
     from ..train.distributed import pick_device
 
     model, ckpt = model_from_checkpoint(checkpoint, ema=ema)
+    if ckpt.get("task") == "pretrain":
+        raise ValueError(f"{str(checkpoint)!r} is a self-supervised pre-training checkpoint: its encoder has no "
+                         "classifier to evaluate. Fine-tune it (vitkit train … weights=CHECKPOINT) or score its "
+                         "features (vitkit fewshot --weights CHECKPOINT --data …)")
     dev = pick_device(device)
     model.to(dev)
     cfg = ckpt.get("config", {})

@@ -465,6 +465,26 @@ class SwinTransformer(ModelBase):
                 outs.append(y.permute(0, 3, 1, 2) if output_fmt == "NCHW" else y)
         return outs
 
+    def forward_features_masked(self, x: torch.Tensor, mask: torch.Tensor, mask_token: torch.Tensor) -> torch.Tensor:
+        """SimMIM's encoder pass (Xie et al. 2022 §3.1): the patch tokens where ``mask`` (B, H/p, W/p)
+        is 1 replaced by ``mask_token`` (1, 1, C) right after the patch embedding, then the stages as
+        :meth:`forward_features` runs them; returns the normalised last-stage map."""
+        if x.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
+        t = self.patch_embed(x)  # (B, H/p, W/p, C)
+        w = mask[..., None].to(t.dtype)
+        t = t * (1 - w) + mask_token.to(t.dtype) * w
+        if self.absolute_pos_embed is not None:
+            pe = self.absolute_pos_embed
+            if pe.shape[1:3] != t.shape[1:3]:
+                pe = F.interpolate(pe.permute(0, 3, 1, 2), size=t.shape[1:3], mode="bicubic",
+                                   align_corners=False).permute(0, 2, 3, 1)
+            t = t + pe
+        t = self.pos_drop(t)
+        for stage in self.stages:
+            t = stage(t)
+        return self.norm(t)
+
 
 # ------------------------------------------------------------------------------ variant table
 # Swin paper §3.3: C, layer numbers and heads per stage.

@@ -369,6 +369,25 @@ class VisionTransformer(ModelBase):
                 outs.append(y)
         return outs
 
+    # ------------------------------------------- masked image modelling (vitkit.train.pretrain)
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, Gh, Gw, D) patch embeddings before the class token and positions: where
+        masked patch prediction corrupts them (ViT App. B.1.2) and SimMIM puts its mask token."""
+        if x.ndim != 4:
+            raise ValueError(f"expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
+        self._check_size((x.shape[-2], x.shape[-1]))
+        return self.patch_embed(self.stem(x) if self.stem is not None else x)
+
+    def add_positions(self, grid: torch.Tensor) -> torch.Tensor:
+        """(B, Gh, Gw, D) patch embeddings → (B, prefix + Gh·Gw, D) tokens: the class token prepended
+        and the position embeddings added, as :meth:`forward_features` does."""
+        return self._pos_embed(grid)
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The blocks and the final norm on any subset of tokens (B, prefix + K, D): MAE's encoder runs
+        on the visible patches only (He et al. 2022 §3)."""
+        return self._trunk(tokens)
+
 
 def _resolve_indices(indices: int | Sequence[int] | None, n: int) -> list[int]:
     if indices is None:
