@@ -186,7 +186,8 @@ class Trainer:
             self.pretrained_cfg = pcfg if isinstance(pcfg, PretrainedCfg) else None
             self.preprocess = pcfg.to_dict() if isinstance(pcfg, PretrainedCfg) else {}
             self.model_record = model_record(model)
-            self.model_record["model_name"] = cfg.model
+            if not hasattr(model, "model_name"):  # a segmenter/detector: the run's model (backbone) name
+                self.model_record["model_name"] = cfg.model
             self.model_kwargs = self.model_record["model_kwargs"]
             img_size = int(self.preprocess.get("input_size", (0, 0))[-1])
         else:
