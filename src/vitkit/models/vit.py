@@ -1,7 +1,8 @@
 """Vision Transformer (Dosovitskiy et al., ICLR 2021), plain and hybrid.
 
 An image is cut into P×P patches, each linearly projected to D (a stride-P convolution), a learned
-[class] token is prepended, learned 1-D position embeddings are added, and L pre-norm Transformer
+[class] token is prepended, learned 1-D position embeddings are added (or another kind of position,
+``pos_embed=``: :mod:`vitkit.layers.pos_embed`), and L pre-norm Transformer
 blocks follow; the head reads the [class] token (or the mean of the tokens, the paper's GAP
 ablation). The hybrid variant feeds the feature map of a ResNet (BiT) stem as 1×1 patches (§3.1).
 This file is the reference computation; :mod:`vitkit.models.vit_fast` holds the faster ways to the
@@ -390,7 +391,8 @@ class VisionTransformer(ModelBase):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pos_embed_kind not in ("relative", "rope_2d") and vit_fast.tail_applies(self):  # the last block on the [class] token only: same logits
+        # the last block on the [class] token only, same logits (not with position inside attention)
+        if self.pos_embed_kind not in ("relative", "rope_2d") and vit_fast.tail_applies(self):
             return self.forward_head(vit_fast.features_for_head(self, x))
         return self.forward_head(self.forward_features(x))
 
