@@ -267,3 +267,23 @@ def test_relative_and_rope_give_the_class_token_no_position():
     model(images()).sum().backward()
     assert model.blocks[0].attn.rel_pos.weight.grad.abs().sum() > 0
     assert not model.blocks[-1].attn.rel_pos.weight.grad.any()
+
+
+@pytest.mark.parametrize("kind", ["relative", "rope_2d"])
+def test_position_inside_attention_survives_checkpointing_and_autocast(kind):
+    """Gradient checkpointing passes the per-input record through to the recomputed blocks (same
+    gradients), and bf16 autocast runs (the record's tables follow q's dtype)."""
+    model = tiny(kind, global_pool="avg")
+    x = images()
+    model(x).sum().backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(x).sum().backward()
+    for g, p in zip(want, model.parameters()):
+        torch.testing.assert_close(p.grad, g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    feats = model.forward_intermediates(x, indices=1, output_fmt="NCHW")[0]
+    assert feats.shape == (2, 32, 8, 8)
