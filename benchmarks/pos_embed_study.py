@@ -43,12 +43,13 @@ LABELS = {
 PAPER_TABLE8 = {"none": 61.382, "learned_1d": 64.206, "learned_2d": 64.001, "relative": 64.032}
 
 
-def run_specs(seeds: list[int]) -> list[dict]:
+def run_specs(seeds: list[int], kinds: tuple[str, ...] = KINDS, gap: bool = True) -> list[dict]:
     """Seed by seed (a study cut short still has every variant of its first seeds)."""
     specs = []
     for s in seeds:
-        specs += [dict(name=f"{k}-s{s}", study="table8", pos_embed=k, global_pool="token", seed=s) for k in KINDS]
-        specs.append(dict(name=f"gap-s{s}", study="gap", pos_embed="learned_1d", global_pool="avg", seed=s))
+        specs += [dict(name=f"{k}-s{s}", study="table8", pos_embed=k, global_pool="token", seed=s) for k in kinds]
+        if gap:
+            specs.append(dict(name=f"gap-s{s}", study="gap", pos_embed="learned_1d", global_pool="avg", seed=s))
     return specs
 
 
@@ -121,16 +122,19 @@ def report(records: list[dict], args: argparse.Namespace) -> str:
              f"`cifar10_vit_cpu`, {args.train_examples} training images (a seeded subset, the same for every "
              f"variant of a seed), {args.epochs} epoch(s), batch 128, warm-up {args.warmup_epochs} epoch; top-1 on "
              f"the 10,000 test images after the last epoch. Seeds {seeds}; mean ± sample std over seeds.", "",
-             "| position embedding | `pos_embed=` | top-1 % (mean ± std) | per seed | paper Table 8 (ViT-B/16, "
-             "ImageNet 5-shot) |", "|---|---|---|---|---|"]
-    for k in KINDS:
+             "| position embedding | `pos_embed=` | top-1 % (mean ± std) | per seed | Δ vs none, per seed "
+             "(same data and seed) | paper Table 8 (ViT-B/16, ImageNet 5-shot) |", "|---|---|---|---|---|---|"]
+    none = {r["seed"]: r["top1"] for r in by(study="table8", pos_embed="none")}
+    for k in [k for k in KINDS if by(study="table8", pos_embed=k)]:
         rs = by(study="table8", pos_embed=k)
         paper = f"{PAPER_TABLE8[k]:.2f}" if k in PAPER_TABLE8 else "—"
+        delta = ", ".join(f"{r['top1'] - none[r['seed']]:+.2f}" for r in rs if r["seed"] in none) if k != "none" else "—"
         lines.append(f"| {LABELS[k]} | `{k}` | {mean_std([r['top1'] for r in rs])} | "
-                     f"{per_seed(rs)} | {paper} |")
-    lines += ["", "| head | `global_pool=` | top-1 % (mean ± std) | per seed |", "|---|---|---|---|"]
-    for label, rs in (("[class] token", by(study="table8", pos_embed="learned_1d")),
-                      ("global average pooling", by(study="gap"))):
+                     f"{per_seed(rs)} | {delta or '—'} | {paper} |")
+    heads = (("[class] token", by(study="table8", pos_embed="learned_1d")), ("global average pooling", by(study="gap")))
+    if by(study="gap"):
+        lines += ["", "| head | `global_pool=` | top-1 % (mean ± std) | per seed |", "|---|---|---|---|"]
+    for label, rs in heads if by(study="gap") else ():
         gp = rs[0]["global_pool"] if rs else ""
         lines.append(f"| {label} | `{gp}` | {mean_std([r['top1'] for r in rs])} | "
                      f"{per_seed(rs)} |")
@@ -154,15 +158,22 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--warmup-epochs", type=float, default=0.3)
     p.add_argument("--max-steps", type=int, default=0)
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="pos_embed kinds to run")
+    p.add_argument("--no-gap", action="store_true", help="skip the class-token / GAP runs")
+    p.add_argument("--report", action="store_true", help="rewrite the .md from the saved .json (no runs)")
     p.add_argument("--smoke", action="store_true", help="tiny runs to check the plumbing (results not written)")
     p.add_argument("--name", default="pos_embed_study", help="results file stem under benchmarks/results/")
     args = p.parse_args()
     if args.smoke:
         args.train_examples, args.epochs, args.seeds, args.name = 256, 1, [0], "pos_embed_study_smoke"
         args.runs = args.runs + "-smoke"
+    if args.report:
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+        (RESULTS / f"{args.name}.md").write_text(report(saved["runs"], argparse.Namespace(**saved["settings"])))
+        return
     records = []
     RESULTS.mkdir(exist_ok=True)
-    for spec in run_specs(args.seeds):
+    for spec in run_specs(args.seeds, tuple(args.kinds), not args.no_gap):
         rec = run_one(spec, args)
         records.append(rec)
         print(f"{rec['name']}: top-1 {rec['top1']:.2f}%  ({rec.get('wall_s', 'cached')} s)", flush=True)
