@@ -128,7 +128,8 @@ def report(records: list[dict], args: argparse.Namespace) -> str:
     for k in [k for k in KINDS if by(study="table8", pos_embed=k)]:
         rs = by(study="table8", pos_embed=k)
         paper = f"{PAPER_TABLE8[k]:.2f}" if k in PAPER_TABLE8 else "—"
-        delta = ", ".join(f"{r['top1'] - none[r['seed']]:+.2f}" for r in rs if r["seed"] in none) if k != "none" else "—"
+        paired = [f"{r['top1'] - none[r['seed']]:+.2f}" for r in rs if r["seed"] in none and k != "none"]
+        delta = ", ".join(paired)
         lines.append(f"| {LABELS[k]} | `{k}` | {mean_std([r['top1'] for r in rs])} | "
                      f"{per_seed(rs)} | {delta or '—'} | {paper} |")
     heads = (("[class] token", by(study="table8", pos_embed="learned_1d")), ("global average pooling", by(study="gap")))

@@ -240,7 +240,8 @@ def test_relative_logits_are_the_query_against_the_offsets_embedding():
     assert bias.shape == (2, 1, 13, 13)
     assert torch.equal(bias[:, :, 0], torch.zeros_like(bias[:, :, 0])) and not bias[:, :, :, 0].any()
     w = table.weight.detach()
-    for (i, (yi, xi)), (j, (yj, xj)) in [((5, (1, 1)), (2, (0, 2))), ((0, (0, 0)), (11, (2, 3))), ((7, (1, 3)), (7, (1, 3)))]:
+    pairs = [((5, (1, 1)), (2, (0, 2))), ((0, (0, 0)), (11, (2, 3))), ((7, (1, 3)), (7, (1, 3)))]
+    for (i, (yi, xi)), (j, (yj, xj)) in pairs:  # (token index, (row, column)) of query and key
         want = q[1, 0, 1 + i] @ w[yi - yj + Gh - 1, xi - xj + Gw - 1] / math.sqrt(d)
         torch.testing.assert_close(bias[1, 0, 1 + i, 1 + j], want)
 

@@ -44,7 +44,7 @@ class TrainConfig:
     dropout: float = 0.0
     zero_init_head: bool = False  # replace the head by a zero-initialised one (ViT §3.2 fine-tuning)
     grad_checkpointing: bool = False
-    pos_embed: str = ""           # ViT: "" (the model's) | none | learned_1d | learned_2d | sincos_2d | relative | rope_2d
+    pos_embed: str = ""           # ViT: "" (the model's) or one of POS_EMBEDS (vitkit.layers.pos_embed)
     global_pool: str = ""         # ViT: "" (the model's) | token ([class] token) | avg (GAP, ViT App. D.3)
     # data
     data: str = "mnist"           # mnist | cifar10 | cifar100 | a folder | an archive
