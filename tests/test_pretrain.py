@@ -218,6 +218,21 @@ def test_methods_refuse_what_they_cannot_do() -> None:
         PretrainConfig(method="byol").validate()
 
 
+@pytest.mark.parametrize("kind", ["none", "learned_2d", "sincos_2d", "relative", "rope_2d"])
+def test_every_position_embedding_pretrains_or_is_refused_by_name(kind: str) -> None:
+    """MPP and SimMIM encode the whole grid, so every ``pos_embed`` works (a finite loss, gradients to
+    the encoder); MAE encodes a subset of tokens, which position inside attention cannot place: named."""
+    x = torch.rand(2, 3, 32, 32)
+    for method in ("mpp", "simmim") + (("mae",) if kind not in ("relative", "rope_2d") else ()):
+        m = MaskedImageModel(tiny_vit(pos_embed=kind), PretrainConfig(method=method))
+        loss = m(x)["loss"]
+        loss.backward()
+        assert torch.isfinite(loss) and m.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0, method
+    if kind in ("relative", "rope_2d"):
+        with pytest.raises(ValueError, match="visible patches only.*method=mpp or simmim"):
+            MaskedImageModel(tiny_vit(pos_embed=kind), PretrainConfig(method="mae"))
+
+
 # ---------------------------------------------------------------------------- the Trainer
 @pytest.mark.parametrize("method, encoder", [("mae", tiny_vit), ("mpp", tiny_vit), ("simmim", tiny_swin)])
 def test_resumed_pretraining_is_bit_identical(tmp_path: Path, method: str, encoder) -> None:

@@ -8,6 +8,8 @@ proves they agree.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,17 +81,20 @@ class Attention(nn.Module):
         self.capture = False
         self.attn_map: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        return self.proj_drop(self.proj(self.heads(x, bias)))
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None, pos: Any = None) -> torch.Tensor:
+        return self.proj_drop(self.proj(self.heads(x, bias, pos=pos)))
 
     def heads(self, x: torch.Tensor, bias: torch.Tensor | None = None, queries: int | None = None,
-              reuse: bool = False) -> torch.Tensor:
+              reuse: bool = False, pos: Any = None) -> torch.Tensor:
         """Everything before the output projection: the heads' outputs side by side, (B, N, C).
 
         ``queries`` = n: only the first n tokens ask (their outputs, (B, n, C), are computed; every
         token is still attended to), for a last block whose other outputs nobody reads. ``reuse``:
-        see :func:`project_qkv`."""
+        see :func:`project_qkv`. ``pos``: position inside attention (relative offsets, rotary
+        embeddings; :mod:`vitkit.layers.pos_embed`), called as ``q, k, bias = pos(self, q, k, bias)``."""
         B, N, C = x.shape
+        if pos is not None and queries is not None:
+            raise ValueError("queries= (the class-token tail) does not take position inside attention (pos=)")
         if queries is not None and queries < N and not self.capture:
             h, hd = self.num_heads, self.head_dim
             w, b = self.qkv.weight, self.qkv.bias
@@ -102,6 +107,8 @@ class Attention(nn.Module):
             return out.transpose(1, 2).reshape(B, queries, C)
         qkv = project_qkv(self.qkv, x, reuse).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, hd)
+        if pos is not None:
+            q, k, bias = pos(self, q, k, bias)
         out, probs = attention(
             q, k, v, bias,
             dropout_p=self.attn_drop if self.training else 0.0,

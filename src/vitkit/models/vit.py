@@ -1,7 +1,8 @@
 """Vision Transformer (Dosovitskiy et al., ICLR 2021), plain and hybrid.
 
 An image is cut into P×P patches, each linearly projected to D (a stride-P convolution), a learned
-[class] token is prepended, learned 1-D position embeddings are added, and L pre-norm Transformer
+[class] token is prepended, learned 1-D position embeddings are added (or another kind of position,
+``pos_embed=``: :mod:`vitkit.layers.pos_embed`), and L pre-norm Transformer
 blocks follow; the head reads the [class] token (or the mean of the tokens, the paper's GAP
 ablation). The hybrid variant feeds the feature map of a ResNet (BiT) stem as 1×1 patches (§3.1).
 This file is the reference computation; :mod:`vitkit.models.vit_fast` holds the faster ways to the
@@ -21,6 +22,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
 from ..layers.patch_embed import to_2tuple
+from ..layers.pos_embed import (FactorizedPosEmbed, RelativePositionTable, SinCosPosEmbed, attention_position,
+                                check_pos_embed, resample_table)
 from ..layers.resample import resample_pos_embed, square_grid
 from ..registry import register
 from . import vit_fast
@@ -55,12 +58,13 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inplace: bool = False, pos: Any = None) -> torch.Tensor:
         """``inplace`` (the caller owns ``x``): where the fast paths allow, the output projections
-        accumulate into ``x`` itself (:func:`vitkit.models.vit_fast.block_inplace`), same sums."""
-        if inplace and vit_fast.fusable(self):
+        accumulate into ``x`` itself (:func:`vitkit.models.vit_fast.block_inplace`), same sums.
+        ``pos``: position inside attention (relative, rope_2d), passed to :class:`Attention`."""
+        if inplace and pos is None and vit_fast.fusable(self):
             return vit_fast.block_inplace(self, x)
-        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x))))
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), pos=pos)))
         x = x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
         return x
 
@@ -75,10 +79,13 @@ class VisionTransformer(ModelBase):
     ``init_values`` turns on LayerScale; ``stem_depths`` makes it a hybrid (ResNet-BiT stem whose
     feature map is cut into ``patch_size``×``patch_size`` patches, 1 in the paper), ``stem_numerics``
     ``"timm"`` or ``"jax"`` its weight-standardisation and GroupNorm epsilons (see
-    :mod:`vitkit.models.resnet_stem`).
+    :mod:`vitkit.models.resnet_stem`). ``pos_embed`` how tokens learn where they are: ``"learned_1d"``
+    (the paper's, default), ``"none"``, ``"learned_2d"``, ``"sincos_2d"``, ``"relative"`` or
+    ``"rope_2d"`` (ViT App. D.4 and later work; :mod:`vitkit.layers.pos_embed`).
 
-    Any input size divisible by the patch stride works: position embeddings are resampled on the
-    fly (bicubic, class token kept apart) when the grid differs from ``img_size``'s.
+    Any input size divisible by the patch stride works: learned position embeddings are resampled on
+    the fly (bicubic, class token kept apart) when the grid differs from ``img_size``'s, the others
+    are computed for the grid.
     """
 
     def __init__(
@@ -103,10 +110,13 @@ class VisionTransformer(ModelBase):
         norm_eps: float = 1e-6,
         stem_depths: Sequence[int] | None = None,
         stem_numerics: str = "timm",
+        pos_embed: str = "learned_1d",
     ) -> None:
         super().__init__()
         if global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool={global_pool!r} is not supported; choose 'token' or 'avg'")
+        check_pos_embed(pos_embed, embed_dim, num_heads)
+        self.pos_embed_kind = pos_embed
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.embed_dim = self.num_features = embed_dim
@@ -128,7 +138,10 @@ class VisionTransformer(ModelBase):
 
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if self.num_prefix_tokens else None
         num_pos = self.grid_size[0] * self.grid_size[1] + self.num_prefix_tokens
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_pos, embed_dim)) if pos_embed == "learned_1d" else None
+        # the 2-D kinds: on the patch grid only (the [class] token gets none, see layers.pos_embed)
+        self.pos_embed_2d = (FactorizedPosEmbed(self.grid_size, embed_dim) if pos_embed == "learned_2d" else
+                             SinCosPosEmbed(embed_dim) if pos_embed == "sincos_2d" else None)
         self.pos_drop = nn.Dropout(pos_drop_rate)
 
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth rises linearly
@@ -138,6 +151,10 @@ class VisionTransformer(ModelBase):
                   norm_eps=norm_eps)
             for i in range(depth)
         ])
+        self.head_dim = embed_dim // num_heads
+        if pos_embed == "relative":  # a learned embedding per 2-D offset in each block (App. D.4)
+            for blk in self.blocks:
+                blk.attn.rel_pos = RelativePositionTable(self.grid_size, self.head_dim)
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         if representation_size:
             self.pre_logits = nn.Sequential()
@@ -157,7 +174,8 @@ class VisionTransformer(ModelBase):
     # ----------------------------------------------------------------------------------- setup
     def init_weights(self) -> None:
         """Truncated-normal(0.02) linear weights and position embeddings, zero biases."""
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
         for name, m in self.named_modules():
@@ -180,7 +198,7 @@ class VisionTransformer(ModelBase):
     # ----------------------------------------------------------------------- protocol (models.base)
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"}
+        return {"pos_embed", "cls_token", "rel_pos"}
 
     def transformer_blocks(self) -> list[nn.Module]:
         return list(self.blocks)
@@ -201,10 +219,23 @@ class VisionTransformer(ModelBase):
             old = square_grid(value.shape[1] - self.num_prefix_tokens)
             new = resample_pos_embed(value, tuple(self.grid_size), old, self.num_prefix_tokens, interpolation)
             return new, f"{old[0]}x{old[1]} grid resampled to {self.grid_size[0]}x{self.grid_size[1]} ({interpolation})"
+        Gh, Gw = self.grid_size
+        if key in ("pos_embed_2d.row", "pos_embed_2d.col") and isinstance(self.pos_embed_2d, FactorizedPosEmbed) \
+                and value.ndim == 2:
+            n = Gh if key.endswith("row") else Gw
+            return resample_table(value, (n,)), f"{value.shape[0]} entries resampled to {n} (bicubic)"
+        if re.fullmatch(r"blocks\.\d+\.attn\.rel_pos\.weight", key) and value.ndim == 3 \
+                and self.pos_embed_kind == "relative":
+            new = resample_table(value, (2 * Gh - 1, 2 * Gw - 1))
+            return new, f"{value.shape[0]}x{value.shape[1]} offsets resampled to {2 * Gh - 1}x{2 * Gw - 1} (bicubic)"
         return None
 
     def position_embedding_grid(self) -> torch.Tensor:
         Gh, Gw = self.grid_size
+        if self.pos_embed is None:
+            if self.pos_embed_2d is None:
+                raise ValueError(f"this ViT has pos_embed={self.pos_embed_kind!r}: no absolute position embedding")
+            return self.pos_embed_2d(Gh, Gw).detach()[0].reshape(Gh, Gw, -1)
         return self.pos_embed.detach()[0, self.num_prefix_tokens:].reshape(Gh, Gw, -1)
 
     def pixel_patch_projection(self) -> nn.Conv2d:
@@ -279,8 +310,12 @@ class VisionTransformer(ModelBase):
         size = to_2tuple(img_size)
         self._check_size(size)
         new_grid = (size[0] // self.stride, size[1] // self.stride)
-        new = resample_abs_pos_embed(self.pos_embed.data, new_grid, self.grid_size, self.num_prefix_tokens)
-        self.pos_embed = nn.Parameter(new.contiguous())
+        if self.pos_embed is not None:
+            new = resample_abs_pos_embed(self.pos_embed.data, new_grid, self.grid_size, self.num_prefix_tokens)
+            self.pos_embed = nn.Parameter(new.contiguous())
+        for m in [self.pos_embed_2d] + [getattr(blk.attn, "rel_pos", None) for blk in self.blocks]:
+            if m is not None:
+                m.set_grid(new_grid)
         self.img_size, self.grid_size = size, new_grid
         self._record(img_size=img_size if isinstance(img_size, int) else tuple(img_size))
         self.pretrained_cfg["input_size"] = (self.pretrained_cfg["input_size"][0], *size)
@@ -289,13 +324,27 @@ class VisionTransformer(ModelBase):
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Gh, Gw, D) patch grid → (B, prefix + Gh*Gw, D) tokens with positions added."""
         B, Gh, Gw, D = x.shape
+        x = x.reshape(B, Gh * Gw, D)
+        if self.pos_embed_2d is not None:
+            x = x + self.pos_embed_2d(Gh, Gw, like=x)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        if self.pos_embed is None:
+            return self.pos_drop(x)
         pos = self.pos_embed
         if (Gh, Gw) != self.grid_size:
             pos = resample_abs_pos_embed(pos, (Gh, Gw), self.grid_size, self.num_prefix_tokens)
-        x = x.reshape(B, Gh * Gw, D)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
         return self.pos_drop(x + pos)
+
+    def _attn_pos(self, grid: tuple[Any, Any] | None, x: torch.Tensor) -> Any:
+        """What the blocks pass to attention for a Gh×Gw input: relative offsets or rotary angles
+        (:func:`vitkit.layers.pos_embed.attention_position`), None for the other kinds."""
+        if self.pos_embed_kind not in ("relative", "rope_2d"):
+            return None
+        if grid is None:
+            raise ValueError(f"pos_embed={self.pos_embed_kind!r} needs the token grid: pass grid=(Gh, Gw)")
+        return attention_position(self.pos_embed_kind, grid[0], grid[1], self.head_dim, self.num_prefix_tokens,
+                                  x.device)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if x.ndim != 4:
@@ -306,26 +355,28 @@ class VisionTransformer(ModelBase):
         x = self.patch_embed(x)  # (B, Gh, Gw, D)
         return self._pos_embed(x), (x.shape[1], x.shape[2])
 
-    def _run_block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_block(self, blk: nn.Module, x: torch.Tensor, pos: Any = None) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(blk, x, use_reentrant=False)
-        return blk(x)
+            return checkpoint(blk, x, pos=pos, use_reentrant=False)
+        return blk(x, pos=pos)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → normalised tokens (B, prefix + N, D). Fast inference runs the blocks on
         balanced chunks of images (:func:`vitkit.models.vit_fast.inference_chunk`), the same result."""
-        x, _ = self._embed(x)
+        x, grid = self._embed(x)
         chunk = vit_fast.inference_chunk(self, x)
         if chunk:
-            return torch.cat([self._trunk(x[i: i + chunk]) for i in range(0, x.shape[0], chunk)])
-        return self._trunk(x)
+            return torch.cat([self._trunk(x[i: i + chunk], grid=grid) for i in range(0, x.shape[0], chunk)])
+        return self._trunk(x, grid=grid)
 
-    def _trunk(self, x: torch.Tensor, blocks: Sequence[nn.Module] | None = None, norm: bool = True) -> torch.Tensor:
+    def _trunk(self, x: torch.Tensor, blocks: Sequence[nn.Module] | None = None, norm: bool = True,
+               grid: tuple[Any, Any] | None = None) -> torch.Tensor:
         """Blocks (all by default) and the final norm on tokens this model made (so blocks may
-        update them in place)."""
+        update them in place); ``grid`` (Gh, Gw) for position inside attention."""
         checkpointed = self.grad_checkpointing and torch.is_grad_enabled()
+        pos = self._attn_pos(grid, x)
         for blk in self.blocks if blocks is None else blocks:
-            x = self._run_block(blk, x) if checkpointed else blk(x, inplace=True)
+            x = self._run_block(blk, x, pos) if checkpointed else blk(x, inplace=True, pos=pos)
         return self.norm(x) if norm else x
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -340,7 +391,8 @@ class VisionTransformer(ModelBase):
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if vit_fast.tail_applies(self):  # the last block on the [class] token only: same logits
+        # the last block on the [class] token only, same logits (not with position inside attention)
+        if self.pos_embed_kind not in ("relative", "rope_2d") and vit_fast.tail_applies(self):
             return self.forward_head(vit_fast.features_for_head(self, x))
         return self.forward_head(self.forward_features(x))
 
@@ -359,9 +411,10 @@ class VisionTransformer(ModelBase):
             raise ValueError(f"output_fmt={output_fmt!r} is not supported; choose 'NCHW' or 'NLC'")
         take = _resolve_indices(indices, len(self.blocks))
         x, (Gh, Gw) = self._embed(x)
+        pos = self._attn_pos((Gh, Gw), x)
         outs = []
         for i, blk in enumerate(self.blocks[: max(take) + 1]):
-            x = self._run_block(blk, x)
+            x = self._run_block(blk, x, pos)
             if i in take:
                 y = self.norm(x) if norm else x
                 if output_fmt == "NCHW":
@@ -383,10 +436,15 @@ class VisionTransformer(ModelBase):
         and the position embeddings added, as :meth:`forward_features` does."""
         return self._pos_embed(grid)
 
-    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward_tokens(self, tokens: torch.Tensor, grid: tuple[Any, Any] | None = None) -> torch.Tensor:
         """The blocks and the final norm on any subset of tokens (B, prefix + K, D): MAE's encoder runs
-        on the visible patches only (He et al. 2022 §3)."""
-        return self._trunk(tokens)
+        on the visible patches only (He et al. 2022 §3). ``grid`` (Gh, Gw): the tokens are the whole
+        grid, in order, as position inside attention (``pos_embed`` relative / rope_2d) needs."""
+        if grid is None and self.pos_embed_kind in ("relative", "rope_2d"):
+            raise ValueError(f"pos_embed={self.pos_embed_kind!r} places tokens inside attention, so the encoder "
+                             "needs the whole token grid (grid=(Gh, Gw)); a subset of tokens (MAE's visible "
+                             "patches) has no grid: use pos_embed=learned_1d, learned_2d, sincos_2d or none")
+        return self._trunk(tokens, grid=grid)
 
 
 def _resolve_indices(indices: int | Sequence[int] | None, n: int) -> list[int]:

@@ -21,6 +21,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 PARALLEL = ("ddp", "fsdp")
 AUGMENT_PRESETS = ("imagenet", "cifar", "digits", "resize")
+# ViT's position embeddings (vitkit.layers.pos_embed.POS_EMBEDS, repeated here so that reading a config
+# does not import torch; a test keeps the two equal) and its poolings
+POS_EMBEDS = ("none", "learned_1d", "learned_2d", "sincos_2d", "relative", "rope_2d")
+GLOBAL_POOLS = ("token", "avg")
 # fields of older versions that saved configs may still hold: dropped (with a warning) on load
 LEGACY_FIELDS = {"keep_freed_memory": "the CPU allocator setting now follows vitkit.fast_paths (on by default)"}
 
@@ -41,6 +45,8 @@ class TrainConfig:
     dropout: float = 0.0
     zero_init_head: bool = False  # replace the head by a zero-initialised one (ViT §3.2 fine-tuning)
     grad_checkpointing: bool = False
+    pos_embed: str = ""           # ViT: "" (the model's) or one of POS_EMBEDS (vitkit.layers.pos_embed)
+    global_pool: str = ""         # ViT: "" (the model's) | token ([class] token) | avg (GAP, ViT App. D.3)
     # data
     data: str = "mnist"           # mnist | cifar10 | cifar100 | a folder | an archive
     data_root: str = ""           # where named sets live ("" → $VITKIT_DATA or ~/.cache/vitkit/data)
@@ -130,6 +136,9 @@ class TrainConfig:
         need(self.parallel in PARALLEL, "parallel", f"choose one of {PARALLEL}")
         need(not (self.parallel == "fsdp" and self.precision == "fp16"), "precision",
              "fp16 loss scaling is not supported with parallel=fsdp; use precision=bf16")
+        need(self.pos_embed in ("",) + POS_EMBEDS, "pos_embed", f"choose one of {POS_EMBEDS} (or '' for the model's)")
+        need(self.global_pool in ("",) + GLOBAL_POOLS, "global_pool",
+             f"choose one of {GLOBAL_POOLS} (or '' for the model's)")
         need(self.interpolation in ("", "bilinear", "bicubic", "nearest"), "interpolation",
              "choose bilinear, bicubic or nearest")
         need(all(t.strip() in ("none", "tensorboard", "wandb") for t in self.logger.split(",")), "logger",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import json
 import logging
 import math
@@ -44,7 +45,7 @@ from ..data import MixupCutmix, ShardedSampler, build_dataset, collate, eval_tra
 from ..data.images import check_readable, report_unreadable
 from ..layers.fastpath import fast_paths_enabled
 from ..models.base import PretrainedCfg
-from ..build import create_model
+from ..build import create_model, resolve_tag
 from ..registry import get_entry
 from ..weights import load_weights
 from . import distributed as D
@@ -89,6 +90,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, dict[str
         kwargs["drop_path_rate"] = cfg.drop_path
     if cfg.dropout:
         kwargs["drop_rate"] = cfg.dropout
+    for option in ("pos_embed", "global_pool"):  # model options that only some architectures have
+        if getattr(cfg, option):
+            if option not in inspect.signature(get_entry(resolve_tag(cfg.model)[0]).builder).parameters:
+                raise ValueError(f"{option}={getattr(cfg, option)!r}: the model {cfg.model} has no such option "
+                                 f"(ViT models have it); leave {option} empty")
+            kwargs[option] = getattr(cfg, option)
     pretrained: bool | str = {"": False, "true": True, "false": False}.get(cfg.pretrained.lower(), cfg.pretrained)
     model = create_model(cfg.model, pretrained=pretrained, **kwargs)
     if cfg.weights:

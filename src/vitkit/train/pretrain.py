@@ -320,6 +320,11 @@ class MaskedImageModel(nn.Module):
             raise ValueError(f"method={self.method} needs a model that can encode a subset of its tokens (ViT); for "
                              f"{type(encoder).__name__} use method=simmim (the masked image modelling of hierarchical, "
                              "windowed models: Xie et al. 2022)")
+        if self.method == "mae" and getattr(encoder, "pos_embed_kind", None) in ("relative", "rope_2d"):
+            raise ValueError(f"method=mae runs the encoder on the visible patches only, but pos_embed="
+                             f"{encoder.pos_embed_kind!r} places tokens inside attention on the whole grid: "
+                             "pre-train it with method=mpp or simmim, or build it with pos_embed=learned_1d, "
+                             "learned_2d, sincos_2d or none")
         self.encoder = encoder
         self.cfg = dataclasses.replace(cfg)
         mean, std = encoder.pretrained_cfg.mean, encoder.pretrained_cfg.std
@@ -392,7 +397,7 @@ class MaskedImageModel(nn.Module):
         other = flat[pick.flatten()].reshape(B, n, D)  # a random patch embedding of the batch
         tokens = torch.where((action == 0)[..., None], self.pretrain.mask_token.to(tokens.dtype), tokens)
         tokens = torch.where((action == 1)[..., None], other, tokens)
-        out = enc.forward_tokens(enc.add_positions(tokens.reshape(B, Gh, Gw, D)))[:, enc.num_prefix_tokens:]
+        out = enc.forward_tokens(enc.add_positions(tokens.reshape(B, Gh, Gw, D)), grid=(Gh, Gw))[:, enc.num_prefix_tokens:]
         pred = self.pretrain.head(out[corrupt])  # (M, out)
         target = mpp_targets(self.pixels(x), self.p, cfg.mpp_target, cfg.mpp_bits)[corrupt]
         if cfg.mpp_target == "pixels":
@@ -434,7 +439,7 @@ class MaskedImageModel(nn.Module):
             mask = block_mask(B, grid.shape[1:3], self.unit, self.ratio, x.device, generator)
             w = mask[..., None].to(grid.dtype)
             grid = grid * (1 - w) + self.pretrain.mask_token.to(grid.dtype) * w
-            out = enc.forward_tokens(enc.add_positions(grid))[:, enc.num_prefix_tokens:]
+            out = enc.forward_tokens(enc.add_positions(grid), grid=(grid.shape[1], grid.shape[2]))[:, enc.num_prefix_tokens:]
             fmap = out.reshape(B, grid.shape[1], grid.shape[2], -1)
         else:
             g = (-(-x.shape[2] // self.p), -(-x.shape[3] // self.p))

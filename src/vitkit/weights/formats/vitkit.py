@@ -20,10 +20,11 @@ PRETRAIN_DROPPED = ("self-supervised pre-training part (MAE decoder, MPP head or
 
 
 def detect(keys: set[str]) -> bool:
-    """vitkit-only names: Swin ``stages.N.blocks``, the hybrid's ``stem.conv``, or a pre-training
-    checkpoint's ``encoder.*`` + ``pretrain.*``."""
+    """vitkit-only names: Swin ``stages.N.blocks``, the hybrid's ``stem.conv``, ViT's 2-D and relative
+    position embeddings (``pos_embed_2d.*``, ``blocks.N.attn.rel_pos.*``; vitkit.layers.pos_embed), or a
+    pre-training checkpoint's ``encoder.*`` + ``pretrain.*``."""
     return (any(k.startswith("stages.") and ".blocks." in k for k in keys) or "stem.conv.weight" in keys
-            or _is_pretraining(keys))
+            or any(k.startswith("pos_embed_2d.") or ".attn.rel_pos." in k for k in keys) or _is_pretraining(keys))
 
 
 def _is_pretraining(keys: set[str] | Mapping[str, torch.Tensor]) -> bool:
