@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
+from ..layers.fastpath import symbolic
 from ..layers.patch_embed import to_2tuple
 from ..layers.resample import resample_pos_embed, square_grid
 from ..registry import register
@@ -290,7 +291,7 @@ class VisionTransformer(ModelBase):
         """(B, Gh, Gw, D) patch grid → (B, prefix + Gh*Gw, D) tokens with positions added."""
         B, Gh, Gw, D = x.shape
         pos = self.pos_embed
-        if (Gh, Gw) != self.grid_size:
+        if symbolic(Gh, Gw) or (Gh, Gw) != self.grid_size:  # traced at any size: always (the same at the own size)
             pos = resample_abs_pos_embed(pos, (Gh, Gw), self.grid_size, self.num_prefix_tokens)
         x = x.reshape(B, Gh * Gw, D)
         if self.cls_token is not None:
