@@ -17,6 +17,7 @@ COMMANDS = (
     "analysis",     # fewshot, analyze       (vitkit.cli.analysis)
     "dense",        # segment, detect        (vitkit.cli.dense)
     "models",       # models                 (vitkit.cli.models)
+    "export",       # export                 (vitkit.cli.export)
 )
 
 

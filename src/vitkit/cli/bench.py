@@ -7,6 +7,7 @@ Examples::
     vitkit bench --models vit_small_patch16_224 --mode train --batch-size 16 --impls vitkit,timm
     vitkit bench --batch-size 1 --rounds 20                    # latency
     vitkit bench --mode train --batch-size 32 --grad-checkpointing --memory --impls vitkit
+    vitkit bench --impls vitkit,vitkit-onnxruntime,timm,timm-onnxruntime --threads 1   # ONNX export speed
 """
 from __future__ import annotations
 
@@ -24,13 +25,16 @@ def _csv(text: str) -> list[str]:
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     from ..benchmark.runner import DTYPES, MODES
+    from ..benchmark.onnx import ORT_IMPLS
     from ..benchmark.peers import IMPLS
 
     p = subparsers.add_parser("bench", help="throughput, FLOPs and memory against timm/torchvision/transformers",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=_csv, default=["vit_base_patch16_224", "swin_tiny_patch4_window7_224"],
                    help="comma-separated vitkit model names (default: %(default)s)")
-    p.add_argument("--impls", type=_csv, default=list(IMPLS), help=f"comma-separated, from {', '.join(IMPLS)}")
+    p.add_argument("--impls", type=_csv, default=list(IMPLS),
+                   help=f"comma-separated, from {', '.join(IMPLS + ORT_IMPLS)} (default: the eager ones; the "
+                        "onnxruntime rows export each model first, pip install 'vitkit[export]')")
     p.add_argument("--mode", choices=MODES, default="inference",
                    help="inference (forward under torch.inference_mode) or train (forward, backward, AdamW)")
     p.add_argument("--batch-size", type=int, default=8)

@@ -16,7 +16,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("predict", help="classify images with a model and its weights' own preprocessing")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", required=True, help="vitkit model name, e.g. vit_base_patch16_224")
+    p.add_argument("--model", help="vitkit model name, e.g. vit_base_patch16_224 (with --runtime onnxruntime: "
+                                   "the .onnx file, or give it as the first IMAGE argument)")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: run a `vitkit export`ed .onnx file with the preprocessing and labels it carries")
     p.add_argument("--weights", help="checkpoint PATH or pretrained TAG (default: the model's default tag)")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=run_predict)
@@ -38,6 +41,12 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.topk < 1:
         raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    if args.runtime == "onnxruntime":
+        from ..export.cli import predict_onnx_cli
+
+        return predict_onnx_cli(args)
+    if not args.model:
+        raise ValueError("--model NAME is required (with --runtime torch)")
     for img in args.images:
         if not Path(img).is_file():
             raise FileNotFoundError(f"image {img!r} does not exist")
