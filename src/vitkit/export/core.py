@@ -23,8 +23,7 @@ from torch import nn
 
 from .. import __version__
 from ..build import build_from_file, create_model
-from ..models.swin import SwinTransformer
-from ..models.vit import VisionTransformer
+from ..models.base import ModelBase
 from ..registry import is_registered
 
 EXTRA = "export"  # the pyproject extra that installs onnx, onnxscript and onnxruntime
@@ -76,11 +75,9 @@ def resolve_model(src: nn.Module | str | Path, *, pretrained: bool | str = False
 
 def _patch_stride(model: nn.Module) -> int:
     """Pixels per token along a side that every input size must be a multiple of (1: any size)."""
-    if isinstance(model, VisionTransformer):
-        return int(model.stride)
-    if isinstance(model, SwinTransformer):
-        return 1  # padded in the graph
-    raise ValueError(f"export supports vitkit ViT, hybrid ViT and Swin models, not {type(model).__name__}")
+    if not isinstance(model, ModelBase):
+        raise ValueError(f"export takes vitkit models (ViT, hybrid ViT, Swin), not {type(model).__name__}")
+    return int(model.input_size_multiple())
 
 
 def _size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -142,15 +139,15 @@ def dynamic_shapes_for(model: nn.Module, static: bool = False) -> dict[str, dict
 def trace(model: nn.Module, static: int | tuple[int, int] | None = None) -> torch.export.ExportedProgram:
     """``torch.export`` of :func:`prepare`'s copy, dynamic unless ``static`` (module docstring).
 
-    A dynamic Swin is traced size-obliviously (``backed_size_oblivious``): whether a stage has one
-    window or several along a side must not be special-cased, or the graph would serve only the
-    sizes like the example's. (A ViT is traced without it: there it turns the [class]-token tail's
-    matmul into a guard on the batch being 1.)"""
+    A dynamic Swin is traced size-obliviously (``backed_size_oblivious``, asked of the model:
+    ``export_size_oblivious``): whether a stage has one window or several along a side must not be
+    special-cased, or the graph would serve only the sizes like the example's. (A ViT is traced
+    without it: there it turns the [class]-token tail's matmul into a guard on the batch being 1.)"""
     import torch.fx.experimental._config as fx_config
 
     net = prepare(model, static)
     x = example_input(net, static=static)
-    oblivious = static is None and isinstance(net, SwinTransformer)
+    oblivious = static is None and net.export_size_oblivious()
     with fx_config.patch(backed_size_oblivious=oblivious), torch.no_grad():
         return torch.export.export(net, (x,), dynamic_shapes=dynamic_shapes_for(net, static is not None))
 

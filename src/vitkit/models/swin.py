@@ -347,6 +347,9 @@ class SwinTransformer(ModelBase):
     def pixel_patch_projection(self) -> nn.Conv2d:
         return self.patch_embed.proj
 
+    def export_size_oblivious(self) -> bool:
+        return True  # one window or several along a side (layers.window's traced geometry)
+
     @classmethod
     def config_from_state_dict(cls, state: Any) -> dict[str, Any] | None:
         keys = list(state)

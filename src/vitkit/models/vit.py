@@ -214,6 +214,9 @@ class VisionTransformer(ModelBase):
                              "image pixels, so its filters cannot be shown as image patches")
         return self.patch_embed.proj
 
+    def input_size_multiple(self) -> int:
+        return self.stride
+
     @classmethod
     def config_from_state_dict(cls, state: Any) -> dict[str, Any] | None:
         keys = list(state)
