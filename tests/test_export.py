@@ -145,6 +145,26 @@ def test_static_size_folds_the_resampled_position_embeddings(tmp_path):
     assert model.pretrained_cfg.input_size == (3, 32, 32)  # the caller's model is left as it was
 
 
+def test_static_swin_at_a_non_window_multiple_size(tmp_path):
+    model = _model("swin")
+    path = export_onnx(model, tmp_path / "s.onnx", static=(30, 50))
+    x = _inputs(model, (30, 50), batch=4)
+    with torch.inference_mode():
+        ref = model(x)
+    _check(ort.InferenceSession(str(path)).run(None, {"pixel_values": x.numpy()})[0], ref)
+
+
+@pytest.mark.parametrize("family", ["vit_token", "swin"])
+def test_jit_trace_records_the_reference_path(family):
+    """torch.jit.trace failed its sanity check on ViT ("graphs differed across invocations"): the
+    speed paths with Python-side state ran while it recorded. They stand aside under it now."""
+    model = _model(family)
+    x = _inputs(model, (32, 32), batch=2)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x)  # checks its trace by running it again
+        _check(traced(x), model(x))
+
+
 def test_program_file_carries_the_record_and_reloads(tmp_path):
     model = _model("vit_gap")
     export_program(model, tmp_path / "g.pt2")
