@@ -12,7 +12,7 @@ the geometry may not branch on the size: :func:`window_geometry` then keeps the 
 M along every side (a side shorter than M is padded up to one window, the padding masked: the same
 attention, up to float rounding, as one window of the side's own length with the same relative
 offsets) and gives the shift as arithmetic (⌊M/2⌋ when the padded side holds two windows or more,
-else 0); the masks are always built and :func:`roll` gathers with a computed index.
+else 0); the masks are always built and :func:`gather_roll` shifts and crops with a computed index.
 """
 from __future__ import annotations
 

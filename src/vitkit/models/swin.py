@@ -29,10 +29,10 @@ from ..layers.patch_embed import to_2tuple
 from ..layers.window import (
     MASK_VALUE,
     ceil_div,
+    gather_roll,
     padded,
     relative_position_index,
     resample_relative_bias_table,
-    gather_roll,
     shift_window_mask,
     window_geometry,
     window_partition,
