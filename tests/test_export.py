@@ -63,12 +63,13 @@ def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     for family in FAMILIES:
         model = _model(family)
-        ep = trace(model)
-        torch.export.save(ep, str(folder / f"{family}.pt2"))
+        model.pretrained_cfg.labels = [f"{family}{i}" for i in range(model.num_classes)]
+        ep = export_program(model, folder / f"{family}.pt2")  # one trace: the .pt2 and the .onnx
         export_onnx(model, folder / f"{family}.onnx", program=ep)
-        loaded = torch.export.load(str(folder / f"{family}.pt2")).module()
-        out[family] = (model, loaded, ort.InferenceSession(str(folder / f"{family}.onnx"),
-                                                           providers=["CPUExecutionProvider"]))
+        loaded, record = load_program(folder / f"{family}.pt2")
+        out[family] = (model, loaded.module(), ort.InferenceSession(str(folder / f"{family}.onnx"),
+                                                                    providers=["CPUExecutionProvider"]))
+        out[family + ".files"] = (folder / f"{family}.onnx", record)
     return out
 
 
@@ -115,18 +116,18 @@ def test_swin_non_window_multiple_252x300(exported):
     _check(sess.run(None, {"pixel_values": x.numpy()})[0], ref)
 
 
-def test_onnx_inputs_are_dynamic_and_carry_the_record(exported, tmp_path):
-    model = _model("vit_token")
-    model.pretrained_cfg.labels = [f"label{i}" for i in range(7)]
-    path = export_onnx(model, tmp_path / "v.onnx")
+def test_onnx_inputs_are_dynamic_and_carry_the_record(exported):
+    model = exported["vit_token"][0]
+    path, _ = exported["vit_token.files"]
     proto = onnx.load(str(path))
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert all(d.dim_param and not d.dim_value for i, d in enumerate(dims) if i != 1)  # B, H, W symbolic
     assert dims[1].dim_value == 3
     props = {p.key: json.loads(p.value) for p in proto.metadata_props}
-    assert props["labels"] == model.pretrained_cfg.labels
+    assert props["labels"] == model.pretrained_cfg.labels == [f"vit_token{i}" for i in range(7)]
     assert props["mean"] == [0.5, 0.5, 0.5] and props["input_size"] == [3, 32, 32]
     assert props["crop_pct"] == 1.0 and props["interpolation"] == "bilinear" and props["size_multiple"] == 4
+    assert props["dynamic"] == ["batch", "height", "width"] and props["opset"] == 18
     assert OnnxClassifier(path).metadata["model"] == "vit_micro_patch4_32"
 
 
@@ -165,14 +166,10 @@ def test_jit_trace_records_the_reference_path(family):
         _check(traced(x), model(x))
 
 
-def test_program_file_carries_the_record_and_reloads(tmp_path):
-    model = _model("vit_gap")
-    export_program(model, tmp_path / "g.pt2")
-    program, record = load_program(tmp_path / "g.pt2")
+def test_program_file_carries_the_record(exported):
+    _, record = exported["vit_gap.files"]
     assert record["input_size"] == [1, 28, 28] and record["mean"] == [0.5] and record["dynamic"][0] == "batch"
-    x = _inputs(model, (35, 21), batch=5)
-    with torch.inference_mode():
-        _check(program.module()(x), model(x))
+    assert record["labels"] == [f"vit_gap{i}" for i in range(10)] and record["model"] == "vit_micro_patch7_gap_28"
 
 
 def test_run_folder_checkpoint_and_name_go_through_the_build_path(tmp_path):
