@@ -100,7 +100,9 @@ def test_bench_choices_match_the_runner():
     from vitkit.benchmark.runner import DTYPES, MODES
     from vitkit.cli import bench
 
-    assert (bench.MODES, bench.DTYPES, bench.IMPLS) == (MODES, tuple(DTYPES), IMPLS)
+    from vitkit.benchmark.onnx import ORT_IMPLS
+
+    assert (bench.MODES, bench.DTYPES, bench.IMPLS, bench.ORT_IMPLS) == (MODES, tuple(DTYPES), IMPLS, ORT_IMPLS)
 
 
 def test_bash_completion_completes_commands_actions_and_options(tmp_path):

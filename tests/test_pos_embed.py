@@ -134,8 +134,6 @@ def test_learned_1d_exports_at_each_size():
         torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="learned_1d resamples behind `if grid != native`, a guard that pins the "
-                                       "export to the traced size; the traceable shape arithmetic is issue 15's")
 @torch.no_grad()
 def test_learned_1d_exports_with_a_dynamic_size():
     model = tiny("learned_1d", depth=1).eval()

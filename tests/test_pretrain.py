@@ -115,7 +115,7 @@ def test_mpp_encoder_sees_the_corruption_drawn() -> None:
     x = torch.randn(4, 3, 32, 32)
     seen = {}
     original = enc.forward_tokens
-    enc.forward_tokens = lambda t: (seen.setdefault("t", t.detach().clone()), original(t))[1]
+    enc.forward_tokens = lambda t, **kw: (seen.setdefault("t", t.detach().clone()), original(t, **kw))[1]
     out = m(x, generator=torch.Generator().manual_seed(3))
     corrupt, action = mpp_corruption(4, 64, 0.5, (0.8, 0.1, 0.1), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -22,6 +22,7 @@ from torch import nn
 from .. import create_model
 from ..train.allocator import keep_freed_memory
 from . import measure
+from .onnx import ORT_IMPLS
 from .peers import IMPLS, PeerUnsupported, build_peer
 
 MODES = ("inference", "train")
@@ -55,9 +56,12 @@ class BenchConfig:
             raise ValueError(f"mode={self.mode!r}; choose one of {', '.join(MODES)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype={self.dtype!r}; choose one of {', '.join(DTYPES)}")
-        bad = [i for i in self.impls if i not in IMPLS]
+        bad = [i for i in self.impls if i not in IMPLS + ORT_IMPLS]
         if bad or not self.impls:
-            raise ValueError(f"implementations {bad or '(none)'} unknown; choose from {', '.join(IMPLS)}")
+            raise ValueError(f"implementations {bad or '(none)'} unknown; choose from {', '.join(IMPLS + ORT_IMPLS)}")
+        if any(i in ORT_IMPLS for i in self.impls) and (self.mode != "inference" or self.dtype != "float32"
+                                                         or self.device != "cpu" or self.compile):
+            raise ValueError("the onnxruntime rows measure float32 CPU inference only (no --compile)")
         if self.batch_size < 1 or self.rounds < 1 or self.warmup < 0:
             raise ValueError("batch_size and rounds must be ≥ 1 and warmup ≥ 0")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -181,6 +185,17 @@ def _run_model(name: str, cfg: BenchConfig, device: torch.device, log: Callable[
     for impl in cfg.impls:
         row: dict[str, Any] = {}
         entry["rows"][impl] = row
+        if impl in ORT_IMPLS:
+            try:
+                from .onnx import session_step
+
+                steps[impl], out, row["onnx_shapes"] = session_step(impl, vk, x, cfg.threads,
+                                                                    lambda: build_peer("timm", vk))
+                row["max_abs_diff_vs_vitkit"] = float((out.float() - ref).abs().max())
+            except Exception as e:  # noqa: BLE001  (an export the exporter cannot do is this row's result)
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+                log(f"{name} {impl}: skipped ({row['error']})")
+            continue
         try:
             model = _prepare(build_peer(impl, vk) if impl != "vitkit" else vk, cfg, device)
             with torch.no_grad():

@@ -24,6 +24,7 @@ COMMANDS = (
     "hub",          # hub-export             (vitkit.cli.hub)
     "completion",   # completion             (vitkit.cli.completion)
     "pretrain",     # pretrain               (vitkit.cli.pretrain)
+    "export",       # export                 (vitkit.cli.export)
 )
 
 

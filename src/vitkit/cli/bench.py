@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 MODES = ("inference", "train")
 DTYPES = ("float32", "bfloat16", "float16")
 IMPLS = ("vitkit", "timm", "torchvision", "transformers")
+ORT_IMPLS = ("vitkit-onnxruntime", "vitkit-onnxruntime-dynamic", "timm-onnxruntime")  # vitkit.benchmark.onnx
 
 
 def _csv(text: str) -> list[str]:
@@ -29,10 +30,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                     "reported). The peers are optional: pip install 'vitkit[bench]' (timm, transformers).",
                     examples=["vitkit bench --threads 2                 # ViT-B/16 and Swin-T, batch 8",
                               "vitkit bench --models vit_small_patch16_224 --mode train --batch-size 16 --impls vitkit,timm",
-                              "vitkit bench --batch-size 1 --rounds 20   # latency"])
+                              "vitkit bench --impls vitkit,vitkit-onnxruntime,timm,timm-onnxruntime --threads 1"])
     p.add_argument("--models", type=_csv, default=["vit_base_patch16_224", "swin_tiny_patch4_window7_224"],
                    help="comma-separated vitkit model names (default: %(default)s)")
-    p.add_argument("--impls", type=_csv, default=list(IMPLS), help=f"comma-separated, from {', '.join(IMPLS)}")
+    p.add_argument("--impls", type=_csv, default=list(IMPLS),
+                   help=f"comma-separated, from {', '.join(IMPLS + ORT_IMPLS)} (default: the eager ones; the "
+                        "onnxruntime rows export each model first, pip install 'vitkit[export]')")
     p.add_argument("--mode", choices=MODES, default="inference",
                    help="inference (forward under torch.inference_mode) or train (forward, backward, AdamW)")
     p.add_argument("--batch-size", type=int, default=8)

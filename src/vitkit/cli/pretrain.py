@@ -15,13 +15,11 @@ import time
 from pathlib import Path
 
 EPILOG = """examples:
-  vitkit pretrain --method mae --data ~/data/cifar10 --out runs/mae            # ViT-micro/4, 75% masking
-  vitkit pretrain --recipe mpp_cifar10 --data ~/data/cifar10 mpp_target=color_4x4
-  vitkit pretrain --method simmim --model swin_micro_patch2_window4_32 --data ~/data/cifar10 mask_patch_size=8
-  vitkit pretrain --out runs/mae --resume                                      # continue exactly
-then fine-tune or evaluate the encoder from the run folder:
+  vitkit pretrain --method mae --data ~/data/cifar10 --out runs/mae     # ViT-micro/4, 75% masking
+  vitkit pretrain --out runs/mae --resume                               # continue exactly
   vitkit train --recipe cifar10_vit_cpu --data ~/data/cifar10 weights=runs/mae/checkpoint-last.pt
-  vitkit fewshot --weights runs/mae/checkpoint-last.pt --data ~/data/cifar10"""
+(also: --method mpp, the ViT paper's; --method simmim --model swin_micro_patch2_window4_32 for Swin;
+`vitkit fewshot --weights runs/mae/checkpoint-last.pt` scores the frozen encoder)"""
 
 # fields that may differ when a run is resumed: they change how it runs, not what it computes
 RUNTIME_FIELDS = {"num_workers", "progress", "device", "compile", "checkpoint_every", "threads"}

@@ -30,14 +30,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "that do not (timm, official .npz, ...) or for a tag; the model's own preprocessing "
                     "(size, crop, mean/std) is applied.",
                     examples=["vitkit predict cat.jpg dog.jpg --checkpoint runs/c10/checkpoint-best.pt",
-                              "vitkit predict cat.jpg --checkpoint vit_b16.safetensors --topk 3",
-                              "vitkit predict cat.jpg --model vit_base_patch16_224 --weights augreg_in21k_ft_in1k"])
+                              "vitkit predict cat.jpg --model vit_base_patch16_224 --weights augreg_in21k_ft_in1k",
+                              "vitkit predict --runtime onnxruntime vit_b16.onnx cat.jpg   # a vitkit export file"])
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--checkpoint", "--weights", dest="weights", metavar="PATH|TAG",
                    help="weights file (training checkpoint, converted .safetensors, timm, official, ...) or a "
                         "pretrained TAG of --model (default: the model's default tag)")
     p.add_argument("--model", help="vitkit model name, e.g. vit_base_patch16_224 (default: the one the "
                                    "checkpoint names, else the one its shapes fit)")
+    p.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: run a `vitkit export`ed .onnx file (give it as --model or as the first "
+                        "IMAGE) with the preprocessing and labels it carries")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=run_predict)
 
@@ -108,6 +111,12 @@ def print_predictions(images: list[str], rows_per_image: list) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from ..weights.preprocess import classify
 
+    if args.runtime == "onnxruntime":  # an exported .onnx file (vitkit.export)
+        if args.topk < 1:
+            raise ValueError(f"--topk must be at least 1, got {args.topk}")
+        from ..export.cli import predict_onnx_cli
+
+        return predict_onnx_cli(args)
     _check_predict_args(args)
     model = load_predict_model(args)
     print_predictions(args.images, classify(model, args.images, args.topk))

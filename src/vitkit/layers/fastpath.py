@@ -60,6 +60,20 @@ def autocast_active() -> bool:
     return torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")
 
 
+def tracing() -> bool:
+    """A graph is being recorded: ``torch.compile``, ``torch.export`` (and the ONNX exporter built
+    on it) or ``torch.jit.trace``. Speed paths with Python-side state (caches, reused buffers,
+    in-place writes into caller's tensors, loops over the batch) must not run then."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def symbolic(*sizes: object) -> bool:
+    """Any of ``sizes`` is a symbolic size (``torch.SymInt``: ``torch.export`` with dynamic shapes,
+    ``torch.compile(dynamic=True)``). Shape arithmetic must then not branch on the value (a branch
+    would freeze the size, or narrow the sizes the graph accepts); it takes the branch-free form."""
+    return any(isinstance(s, torch.SymInt) for s in sizes)
+
+
 def _watched(modules: tuple, training: bool) -> bool:
     """One walk over the modules' subtrees: a forward (pre-)hook on any (or a global one), or, with
     ``training``, any of them in training mode."""
@@ -79,8 +93,10 @@ def _watched(modules: tuple, training: bool) -> bool:
 def may_take(*modules: nn.Module, inference: bool = False, traceable: bool = False) -> bool:
     """May a speed path run now in place of the reference path of ``modules``?
 
-    Yes when the switch is on (:func:`fast_paths_enabled`), ``torch.compile`` is not tracing
-    (unless the path is ``traceable``: plain tensor operations, no Python-side state), no forward
+    Yes when the switch is on (:func:`fast_paths_enabled`), no graph is being recorded
+    (:func:`tracing`: ``torch.compile``, ``torch.export``, ONNX export, ``torch.jit.trace``) unless
+    the path is ``traceable`` (plain tensor operations, no Python-side state, no branch or loop on
+    a size that may be symbolic), no forward
     or forward-pre hook watches ``modules`` or any of their submodules (nor a global one: hooks
     expect the reference layout and calls), and, for an ``inference`` path, autograd and autocast
     are off and neither ``modules`` nor their submodules are in training mode. Without ``modules``
@@ -88,7 +104,7 @@ def may_take(*modules: nn.Module, inference: bool = False, traceable: bool = Fal
     """
     if not fast_paths_enabled():
         return False
-    if not traceable and torch.compiler.is_compiling():
+    if not traceable and tracing():
         return False
     if inference and (torch.is_grad_enabled() or autocast_active()):
         return False

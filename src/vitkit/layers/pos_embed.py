@@ -80,7 +80,8 @@ def resample_abs_pos_embed(
     ports use and keeps checkpoints interchangeable with them; the official JAX code uses a linear
     spline (``mode="bilinear"``, ``antialias=False`` is the closest match).
     """
-    new_size = (int(new_size[0]), int(new_size[1]))
+    traced = any(isinstance(s, torch.SymInt) for s in new_size)  # dynamic export: keep the symbolic sizes
+    new_size = tuple(new_size) if traced else (int(new_size[0]), int(new_size[1]))
     n_grid = pos_embed.shape[1] - num_prefix_tokens
     if old_size is None:
         side = int(round(n_grid ** 0.5))
@@ -91,7 +92,7 @@ def resample_abs_pos_embed(
         old_size = (side, side)
     if old_size[0] * old_size[1] != n_grid:
         raise ValueError(f"old_size={old_size} does not match the {n_grid} grid tokens of the position embedding")
-    if tuple(old_size) == new_size:
+    if not traced and tuple(old_size) == new_size:
         return pos_embed
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     dtype = grid.dtype

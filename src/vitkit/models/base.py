@@ -230,6 +230,16 @@ class ModelBase(nn.Module):
         """The convolution that embeds image pixels as patch tokens (its filters: the paper's Fig. 7)."""
         raise ValueError(f"{type(self).__name__} has no pixel patch projection")
 
+    def input_size_multiple(self) -> int:
+        """Input heights and widths must be multiples of this (1: any size, the model pads)."""
+        return 1
+
+    def export_size_oblivious(self) -> bool:
+        """Whether a dynamic-shape export traces this model size-obliviously (no special case for a
+        size of 1; :func:`vitkit.export.trace`): for models whose layout depends on how many
+        windows fit, which must not be frozen to the example's count."""
+        return False
+
     @classmethod
     def config_from_state_dict(cls, state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
         """What a vitkit-named state dict of this architecture says of the model it came from (sizes read

@@ -13,19 +13,35 @@ Two numerics, same weights (``numerics``):
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..layers.fastpath import symbolic
+
+
+def same_pad_total(size: int, kernel: int, stride: int) -> int:
+    """Total "SAME" padding of one side: max((ceil(size / stride) − 1)·stride + kernel − size, 0).
+
+    In integer arithmetic, as ``(−size) mod stride + kernel − stride`` (``(−size) mod stride`` is
+    ceil(size / stride)·stride − size), which is never negative when kernel ≥ stride and never
+    positive when the kernel is 1. A symbolic size (``torch.export`` with dynamic H×W) then stays a
+    flat expression: ``math.ceil(size / stride)`` and ``max`` made every layer's size a nest of the
+    previous one's (ceil of a true division inside a Max), so that the 50 layers of the R50 stem
+    took the exporter's shape solver longer than 300 s."""
+    pad = (-size) % stride + kernel - stride
+    if kernel >= stride:
+        return pad
+    if kernel == 1:
+        return 0
+    return max(pad, 0)
 
 
 def same_pad(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
     """Pad like TensorFlow's "SAME": the output is ceil(size / stride), extra pixel bottom/right."""
     H, W = x.shape[-2:]
-    ph = max((math.ceil(H / stride) - 1) * stride + kernel - H, 0)
-    pw = max((math.ceil(W / stride) - 1) * stride + kernel - W, 0)
-    if ph or pw:
+    ph, pw = same_pad_total(H, kernel, stride), same_pad_total(W, kernel, stride)
+    if symbolic(H, W) or ph or pw:  # traced: no branch on the size (a zero pad is the identity)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), value=value)
     return x
 

@@ -24,10 +24,13 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import DropPath, Mlp, PatchEmbed
 from ..layers.attention import attention, project_qkv
-from ..layers.fastpath import may_take
+from ..layers.fastpath import may_take, symbolic
 from ..layers.patch_embed import to_2tuple
 from ..layers.window import (
     MASK_VALUE,
+    ceil_div,
+    gather_roll,
+    padded,
     relative_position_index,
     resample_relative_bias_table,
     shift_window_mask,
@@ -143,19 +146,25 @@ class SwinBlock(nn.Module):
     def forward(self, x: torch.Tensor, masks: dict[bool, torch.Tensor | None]) -> torch.Tensor:
         B, H, W, C = x.shape
         wh, ww, sh, sw = window_geometry(H, W, self.attn.window_size, self.shifted)
-        Hp, Wp = -(-H // wh) * wh, -(-W // ww) * ww
+        Hp, Wp = padded(H, wh), padded(W, ww)
+        traced = symbolic(H, W)  # no branch on a symbolic size: pad, shift and crop by what may be 0
         y = self.norm1(x)
-        if Hp != H or Wp != W:
+        if traced or Hp != H or Wp != W:
             y = F.pad(y, (0, 0, 0, Wp - W, 0, Hp - H))  # pad first, then shift (the correct order)
-        if sh or sw:
+        if traced:
+            y = gather_roll(y, (-sh, -sw), (1, 2))
+        elif sh or sw:
             y = torch.roll(y, shifts=(-sh, -sw), dims=(1, 2))
         y = window_partition(y, wh, ww)  # (B*nW, wh*ww, C)
         y = self.attn(y, wh, ww, masks[self.shifted])
         y = window_reverse(y, wh, ww, Hp, Wp)  # (B, Hp, Wp, C)
-        if sh or sw:
-            y = torch.roll(y, shifts=(sh, sw), dims=(1, 2))
-        if Hp != H or Wp != W:
-            y = y[:, :H, :W]
+        if traced:
+            y = gather_roll(y, (sh, sw), (1, 2), keep=(H, W))
+        else:
+            if sh or sw:
+                y = torch.roll(y, shifts=(sh, sw), dims=(1, 2))
+            if Hp != H or Wp != W:
+                y = y[:, :H, :W]
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -170,10 +179,11 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
-        if H % 2 or W % 2:
-            x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+        Hh, Wh = ceil_div(H, 2), ceil_div(W, 2)
+        if symbolic(H, W) or H % 2 or W % 2:  # traced: pad by what may be 0, no branch on the size
+            x = F.pad(x, (0, 0, 0, 2 * Wh - W, 0, 2 * Hh - H))
         # order (x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2]) as in the official weights
-        x = x.view(B, x.shape[1] // 2, 2, x.shape[2] // 2, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        x = x.view(B, Hh, 2, Wh, 2, C).permute(0, 1, 3, 4, 2, 5).flatten(3)
         return self.reduction(self.norm(x))
 
 
@@ -206,7 +216,7 @@ class SwinStage(nn.Module):
         geo = {s: window_geometry(H, W, window, s) for s in (False, True)}
         make = shift_window_mask if may_take() else shift_window_mask.__wrapped__  # no lru_cache in traces
         masks = {s: make(H, W, *geo[s], device=x.device) for s in (False, True)}  # shared by the blocks
-        if swin_fast.stream_applies(self):
+        if swin_fast.stream_applies(self, H, W):
             return swin_fast.window_stream(self, x, geo, masks)
         for blk in self.blocks:
             x = self._run(blk, x, masks)
@@ -340,6 +350,9 @@ class SwinTransformer(ModelBase):
     def pixel_patch_projection(self) -> nn.Conv2d:
         return self.patch_embed.proj
 
+    def export_size_oblivious(self) -> bool:
+        return True  # one window or several along a side (layers.window's traced geometry)
+
     @classmethod
     def config_from_state_dict(cls, state: Any) -> dict[str, Any] | None:
         keys = list(state)
@@ -423,7 +436,7 @@ class SwinTransformer(ModelBase):
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
         if self.absolute_pos_embed is not None:
             pe = self.absolute_pos_embed
-            if pe.shape[1:3] != x.shape[1:3]:
+            if symbolic(*x.shape[1:3]) or pe.shape[1:3] != x.shape[1:3]:  # traced: always (identity at the own size)
                 pe = F.interpolate(pe.permute(0, 3, 1, 2), size=x.shape[1:3], mode="bicubic",
                                    align_corners=False).permute(0, 2, 3, 1)
             x = x + pe

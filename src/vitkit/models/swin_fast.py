@@ -26,7 +26,7 @@ from torch import nn
 
 from ..layers.attention import residual_linear_
 from ..layers import fastpath
-from ..layers.fastpath import autocast_active, may_take
+from ..layers.fastpath import autocast_active, may_take, symbolic
 from ..layers.window import window_order
 
 ATTENTION_CHUNK_PAIRS = 256  # (window, head) pairs per inference attention chunk: 256 × 49² fp32 ≈ 2.4 MB of logits
@@ -146,10 +146,11 @@ def attention_in_chunks(attn: nn.Module, q: torch.Tensor, k: torch.Tensor, v: to
 
 
 # ------------------------------------------------------------------ window-ordered residual stream
-def stream_applies(stage: nn.Module) -> bool:
+def stream_applies(stage: nn.Module, H: int, W: int) -> bool:
     """The stage's blocks may run on the window-ordered stream: no hook anywhere in them (hooks see
-    the reference's (B, H, W, C) maps). Plain tensor operations: also while tracing."""
-    return may_take(stage.blocks, traceable=True)
+    the reference's (B, H, W, C) maps). Plain tensor operations: also while tracing at fixed sizes;
+    at symbolic H×W (dynamic export) it stands aside, since it picks its gathers by the geometry."""
+    return may_take(stage.blocks, traceable=not symbolic(H, W))
 
 
 def _perm(stage: nn.Module, H: int, W: int, src: tuple | None, dst: tuple | None,

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, DropPath, LayerScale, Mlp, PatchEmbed, resample_abs_pos_embed
+from ..layers.fastpath import symbolic
 from ..layers.patch_embed import to_2tuple
 from ..layers.pos_embed import (FactorizedPosEmbed, RelativePositionTable, SinCosPosEmbed, attention_position,
                                 check_pos_embed, resample_table)
@@ -244,6 +245,9 @@ class VisionTransformer(ModelBase):
                              "image pixels, so its filters cannot be shown as image patches")
         return self.patch_embed.proj
 
+    def input_size_multiple(self) -> int:
+        return self.stride
+
     @classmethod
     def config_from_state_dict(cls, state: Any) -> dict[str, Any] | None:
         keys = list(state)
@@ -332,7 +336,7 @@ class VisionTransformer(ModelBase):
         if self.pos_embed is None:
             return self.pos_drop(x)
         pos = self.pos_embed
-        if (Gh, Gw) != self.grid_size:
+        if symbolic(Gh, Gw) or (Gh, Gw) != self.grid_size:  # traced at any size: always (the same at the own size)
             pos = resample_abs_pos_embed(pos, (Gh, Gw), self.grid_size, self.num_prefix_tokens)
         return self.pos_drop(x + pos)
 

@@ -82,7 +82,7 @@ def features_for_head(model: "VisionTransformer", x: torch.Tensor) -> torch.Tens
     last = model.blocks[-1]
     chunk = inference_chunk(model, x)
     pieces = []
-    for i in range(0, B, chunk or B):
+    for i in range(0, B, chunk) if chunk else (0,):  # no loop over a batch size that may be symbolic
         t = model._trunk(x[i: i + chunk] if chunk else x, model.blocks[:-1], norm=False)
         if model.grad_checkpointing and torch.is_grad_enabled():
             t = checkpoint(forward_queries, last, t, model.num_prefix_tokens, use_reentrant=False)
