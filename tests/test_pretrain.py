@@ -355,3 +355,23 @@ def test_every_pretraining_recipe_is_valid_and_says_how_to_run_it(name: str) -> 
     assert all(word in doc for word in ("Command:", "Time:", "Accuracy:")) and f"pretrain --recipe {name}" in doc
     assert c.model in __import__("vitkit").list_models()
     assert type(c).from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_a_signal_ends_both_training_commands_with_128_plus_its_number(tmp_path: Path, monkeypatch, command) -> None:
+    """`vitkit pretrain` and `vitkit train` share one runner: SIGTERM (the run saved itself) exits 143,
+    as schedulers expect, not 130 (pretrain said 130 for every signal)."""
+    import signal
+
+    import vitkit.train
+    import vitkit.train.pretrain
+    from vitkit.cli import main
+    from vitkit.train.errors import Interrupted
+
+    def stopped(*args, **kwargs):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(vitkit.train.pretrain, "pretrain", stopped)
+    monkeypatch.setattr(vitkit.train, "train", stopped)
+    extra: list[str] = []  # train: the embedded MNIST demo; pretrain: its default recipe
+    assert main([command, "--out", str(tmp_path / "run"), *extra, "max_steps=1"]) == 128 + signal.SIGTERM

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import time
 from pathlib import Path
 
@@ -54,8 +52,7 @@ def _cli_fields(args: argparse.Namespace) -> list[str]:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    from ..train import TrainingError, apply_overrides
-    from ..train import distributed as D
+    from ..train import apply_overrides
     from ..train.pretrain import load_pretrain_config, pretrain
     from ..train.recipes import DEFAULT_PRETRAIN_RECIPE, PRETRAIN_RECIPES, describe_pretrain_recipe, get_pretrain_recipe
 
@@ -85,15 +82,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if args.show_config:
         print(json.dumps({"recipe": recipe, **cfg.to_dict()}, indent=2))
         return 0
-    if int(os.environ.get("RANK", "0")) != 0:
-        logging.getLogger("vitkit").setLevel(logging.WARNING)
-    try:
-        pretrain(cfg, out, resume=args.resume, recipe=recipe)
-    except TrainingError as e:
-        logging.getLogger("vitkit.train").error("vitkit pretrain: %s", e)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        D.cleanup()
-    return 0
+    from .train import run_training
+
+    return run_training("pretrain", pretrain, cfg, out, resume=args.resume, recipe=recipe)

@@ -166,8 +166,7 @@ def _cli_fields(args: argparse.Namespace) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..train import TrainingError, apply_overrides, describe_recipe, get_recipe, load_run_config, train
-    from ..train import distributed as D
+    from ..train import apply_overrides, describe_recipe, get_recipe, load_run_config, train
     from ..train.advice import choose_recipe
     from ..train.recipes import DEFAULT_RECIPE, RECIPES
 
@@ -220,14 +219,24 @@ def run_train(args: argparse.Namespace) -> int:
     if args.show_config:
         print(json.dumps({"recipe": recipe, **cfg.to_dict()}, indent=2))
         return 0
+    return run_training("train", train, cfg, out, resume=args.resume, recipe=recipe)
+
+
+def run_training(command: str, fn, cfg, out: Path, **kwargs) -> int:
+    """``fn(cfg, out, **kwargs)`` (train, pretrain) as a command: quiet ranks other than 0, a
+    TrainingError as one line (exit 1), an interrupt (Ctrl-C, SIGTERM: the run saved itself and said
+    so) as 128 + the signal's number, the process group closed."""
+    from ..train import TrainingError
+    from ..train import distributed as D
+
     if int(os.environ.get("RANK", "0")) != 0:
         logging.getLogger("vitkit").setLevel(logging.WARNING)
     try:
-        train(cfg, out, resume=args.resume, recipe=recipe)
+        fn(cfg, out, **kwargs)
     except TrainingError as e:
-        logging.getLogger("vitkit.train").error("vitkit train: %s", e)
+        logging.getLogger("vitkit.train").error("vitkit %s: %s", command, e)
         return 1
-    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the run saved itself and said so
+    except KeyboardInterrupt as e:
         return 128 + getattr(e, "signum", 2)
     finally:
         D.cleanup()

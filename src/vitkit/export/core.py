@@ -25,6 +25,7 @@ from .. import __version__
 from ..build import build_from_file, create_model
 from ..models.base import ModelBase
 from ..registry import is_registered
+from ..weights.io import decode_metadata
 
 EXTRA = "export"  # the pyproject extra that installs onnx, onnxscript and onnxruntime
 DEFAULT_OPSET = 18
@@ -174,14 +175,9 @@ def metadata_for(model: nn.Module, static: int | tuple[int, int] | None = None, 
 
 
 def read_metadata(props: Mapping[str, str]) -> dict[str, Any]:
-    """:func:`metadata_for`'s ``key → JSON text`` back to values (other keys kept as text)."""
-    out: dict[str, Any] = {}
-    for k, v in props.items():
-        try:
-            out[k] = json.loads(v)
-        except (TypeError, ValueError):
-            out[k] = v
-    return out
+    """:func:`metadata_for`'s ``key → JSON text`` back to values (other keys kept as text), as a
+    vitkit file's metadata is read."""
+    return decode_metadata(props)
 
 
 def _atomic_target(path: Path) -> Path:
