@@ -118,3 +118,15 @@ def test_bash_completion_completes_commands_actions_and_options(tmp_path):
              'COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _vitkit; echo "${COMPREPLY[*]}"; done')
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, cwd=tmp_path).stdout.splitlines()
     assert out == ["train", "eval predict recipes train", "--recipe --resume", "--epochs"], out
+
+
+def test_the_cli_logs_vitkit_at_info_and_other_libraries_from_warning():
+    """`vitkit export` printed ~220 INFO lines of onnxscript's optimiser: the CLI shows vitkit's
+    INFO messages and other libraries' warnings only."""
+    code = ("import logging, vitkit.cli; vitkit.cli.main(['models', 'vit_micro_patch4_28']); "
+            "logging.getLogger('onnx_ir.passes').info('NOISE'); logging.getLogger('onnx_ir').warning('WARNED'); "
+            "logging.getLogger('vitkit.train').info('SHOWN')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "vit_micro_patch4_28" in out and "SHOWN" in out and "WARNED" in out and "NOISE" not in out, out

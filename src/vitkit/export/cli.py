@@ -24,8 +24,7 @@ def predict_onnx_cli(args: argparse.Namespace) -> int:
         model, images = images[0], images[1:]
     if not str(model).endswith(".onnx"):
         raise ValueError(f"--runtime onnxruntime runs an .onnx file (from `vitkit export`), not {model!r}")
-    for img, rows in zip(images, predict_onnx(model, images, args.topk)):
-        print(img)
-        for rank, (idx, label, prob) in enumerate(rows, 1):
-            print(f"  {rank}. {label} ({idx}): {prob:.4f}")
+    from ..cli.weights import print_predictions  # the same lines as the torch runtime
+
+    print_predictions(images, predict_onnx(model, images, args.topk))
     return 0
