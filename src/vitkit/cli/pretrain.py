@@ -55,6 +55,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from ..train import apply_overrides
     from ..train.pretrain import load_pretrain_config, pretrain
     from ..train.recipes import DEFAULT_PRETRAIN_RECIPE, PRETRAIN_RECIPES, describe_pretrain_recipe, get_pretrain_recipe
+    from .train import refuse_resume_changes, run_training
 
     if args.list_recipes:
         for name in PRETRAIN_RECIPES:
@@ -68,10 +69,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if args.recipe and args.recipe != recipe:
             raise ValueError(f"{args.out} was pre-trained with recipe {recipe!r}, not {args.recipe!r}")
         new = apply_overrides(cfg, overrides)
-        changed = sorted(k for k, v in new.to_dict().items() if v != cfg.to_dict()[k] and k not in RUNTIME_FIELDS)
-        if changed:
-            raise ValueError(f"cannot change {', '.join(changed)} when resuming (the run would no longer continue "
-                             f"exactly); start a new run with another --out instead")
+        refuse_resume_changes(cfg, new, RUNTIME_FIELDS)
         cfg, out = new, Path(args.out)
     else:
         recipe = args.recipe or DEFAULT_PRETRAIN_RECIPE
@@ -82,6 +80,4 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if args.show_config:
         print(json.dumps({"recipe": recipe, **cfg.to_dict()}, indent=2))
         return 0
-    from .train import run_training
-
     return run_training("pretrain", pretrain, cfg, out, resume=args.resume, recipe=recipe)

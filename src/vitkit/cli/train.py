@@ -191,11 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
         new = apply_overrides(apply_overrides(cfg, file_fields), overrides)
         from ..train.loop import RESUME_CHANGEABLE  # lr, clip_grad: the remedies for a diverged run (logged)
 
-        changed = sorted(k for k, v in new.to_dict().items()
-                         if v != cfg.to_dict()[k] and k not in RUNTIME_FIELDS and k not in RESUME_CHANGEABLE)
-        if changed:
-            raise ValueError(f"cannot change {', '.join(changed)} when resuming (the run would no longer continue "
-                             f"exactly); start a new run with another --out instead")
+        refuse_resume_changes(cfg, new, RUNTIME_FIELDS | set(RESUME_CHANGEABLE))
         cfg, out = new, Path(args.out)
         log.info("resuming %s (recipe %s)", out, recipe)
     else:
@@ -220,6 +216,16 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps({"recipe": recipe, **cfg.to_dict()}, indent=2))
         return 0
     return run_training("train", train, cfg, out, resume=args.resume, recipe=recipe)
+
+
+def refuse_resume_changes(old, new, allowed: set[str]) -> None:
+    """Refuse a resume whose overrides change a config field outside ``allowed`` (the run would no
+    longer continue exactly); ``old``/``new``: the saved config and the one asked for."""
+    before = old.to_dict()
+    changed = sorted(k for k, v in new.to_dict().items() if v != before[k] and k not in allowed)
+    if changed:
+        raise ValueError(f"cannot change {', '.join(changed)} when resuming (the run would no longer continue "
+                         f"exactly); start a new run with another --out instead")
 
 
 def run_training(command: str, fn, cfg, out: Path, **kwargs) -> int:
