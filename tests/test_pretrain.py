@@ -375,3 +375,19 @@ def test_a_signal_ends_both_training_commands_with_128_plus_its_number(tmp_path:
     monkeypatch.setattr(vitkit.train, "train", stopped)
     extra: list[str] = []  # train: the embedded MNIST demo; pretrain: its default recipe
     assert main([command, "--out", str(tmp_path / "run"), *extra, "max_steps=1"]) == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize("damage", ["", "{\"method\": \"ma", None])
+def test_a_damaged_pretraining_config_json_is_recovered_from_the_checkpoint(tmp_path: Path, damage, caplog) -> None:
+    """Pre-training resume reads its config as training resume does: an empty, cut or missing
+    config.json is taken from checkpoint-last.pt with a warning naming both files."""
+    from vitkit.train.pretrain import load_pretrain_config
+
+    saved = get_pretrain_recipe("mae_cifar10")
+    torch.save({"config": saved.to_dict(), "recipe": "mae_cifar10"}, tmp_path / "checkpoint-last.pt")
+    if damage is not None:
+        (tmp_path / "config.json").write_text(damage)
+    with caplog.at_level("WARNING", logger="vitkit"):
+        cfg, recipe = load_pretrain_config(tmp_path)
+    assert (cfg.to_dict(), recipe) == (saved.to_dict(), "mae_cifar10")
+    assert "config.json" in caplog.text and "checkpoint-last.pt" in caplog.text

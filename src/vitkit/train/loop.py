@@ -859,6 +859,16 @@ def _disk_full_guard(path: Path):
 def load_run_config(out_dir: str | Path) -> tuple[TrainConfig, str]:
     """The config and recipe name saved in a run folder's config.json; when config.json is missing,
     empty or damaged, the copy in checkpoint-last.pt (with a warning naming both files)."""
+    doc = read_run_config(out_dir)
+    recipe = doc.pop("recipe", "")
+    from .recipes import recipe_class
+
+    return recipe_class(recipe).from_dict(doc), recipe
+
+
+def read_run_config(out_dir: str | Path) -> dict[str, Any]:
+    """A run folder's saved config fields and ``recipe`` (``resolved`` left out), from config.json or,
+    when that is missing, empty or damaged, from checkpoint-last.pt (with a warning naming both)."""
     path, ck = Path(out_dir) / "config.json", Path(out_dir) / "checkpoint-last.pt"
     doc, problem = None, ""
     if not path.is_file():
@@ -888,11 +898,8 @@ def load_run_config(out_dir: str | Path) -> tuple[TrainConfig, str]:
         log.warning("%s %s; took the run's config from %s (config.json is written again as the run continues)",
                     path, problem, ck)
         doc = {"recipe": state.get("recipe", ""), **state["config"]}
-    recipe = doc.pop("recipe", "")
     doc.pop("resolved", None)
-    from .recipes import recipe_class
-
-    return recipe_class(recipe).from_dict(doc), recipe
+    return doc
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, recipe: str = "", **kwargs: Any) -> RunResult:

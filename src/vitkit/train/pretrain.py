@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,13 +108,13 @@ class PretrainConfig(TrainConfig):
 
 
 def load_pretrain_config(out_dir: str | Path) -> tuple[PretrainConfig, str]:
-    """The config and recipe name saved in a pre-training run folder's config.json."""
+    """The config and recipe name saved in a pre-training run folder's config.json (or, when that is
+    missing, empty or damaged, in checkpoint-last.pt: :func:`vitkit.train.loop.read_run_config`)."""
+    from .loop import read_run_config
+
     path = Path(out_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} does not exist; --resume needs the --out folder of an earlier run")
-    doc = json.loads(path.read_text())
+    doc = read_run_config(out_dir)
     recipe = doc.pop("recipe", "")
-    doc.pop("resolved", None)
     if "method" not in doc:
         raise ValueError(f"{path} is not a pre-training run (no 'method'); resume it with vitkit train --resume")
     return PretrainConfig.from_dict(doc), recipe
