@@ -246,3 +246,19 @@ def test_real_size_models_export_dynamic(tmp_path, name, sizes):
             ref = model(x)
             _check(program(x), ref)
         _check(sess.run(None, {"pixel_values": x.numpy()})[0], ref)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a protobuf"])
+def test_a_damaged_onnx_file_is_named_not_a_protobuf_traceback(tmp_path, content):
+    from PIL import Image
+
+    from vitkit.cli import main
+    from vitkit.weights.io import DamagedFileError
+
+    bad = tmp_path / "cut.onnx"
+    bad.write_bytes(content)
+    img = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(img)
+    with pytest.raises(DamagedFileError, match=r"cut\.onnx is damaged"):
+        OnnxClassifier(bad)
+    assert main(["predict", "--runtime", "onnxruntime", str(bad), str(img)]) == 2

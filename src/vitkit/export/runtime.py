@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..weights.io import DamagedFileError, damaged_message
 from .core import read_metadata, require
 
 
@@ -23,7 +24,12 @@ class OnnxClassifier:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX file {str(path)!r} does not exist")
-        proto = onnx.load(str(path), load_external_data=False)
+        try:
+            if path.stat().st_size == 0:  # protobuf reads 0 bytes as an empty model
+                raise ValueError("empty file")
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # noqa: BLE001  (protobuf's DecodeError, a cut file, ...: name the file)
+            raise DamagedFileError(damaged_message(path, e, "an ONNX model")) from None
         self.metadata: dict[str, Any] = read_metadata({p.key: p.value for p in proto.metadata_props})
         if "input_size" not in self.metadata:
             raise ValueError(f"{path} carries no vitkit preprocessing record (metadata_props); export it with "
